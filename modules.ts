@@ -1,0 +1,11 @@
+/**
+ * The modules Hanse runs, in one array (DESIGN.md §2): the broker loads exactly these, in
+ * dependency order. Add a feature by adding its module here.
+ */
+import { discoModule } from "./extensions/disco/disco.ts";
+import { pingModule } from "./extensions/ping/ping.ts";
+import { timeModule } from "./extensions/time/time.ts";
+import { versionModule } from "./extensions/version/version.ts";
+import type { Module } from "./server/modules/module.ts";
+
+export const modules: readonly Module[] = [discoModule, pingModule, versionModule, timeModule];

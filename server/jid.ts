@@ -1,0 +1,152 @@
+/**
+ * JIDs: parsing, validation and normalisation.
+ * References: RFC 7622 §3 (address format), §3.2 (domainpart), §3.3 (localpart,
+ * UsernameCaseMapped), §3.4 (resourcepart, OpaqueString); RFC 8264 (PRECIS framework);
+ * RFC 8265 §3.3, §4.2.
+ *
+ * We implement the PRECIS profiles' observable rules: width mapping and case mapping of the
+ * localpart, NFC on every part, the characters RFC 7622 excludes, controls and spaces refused,
+ * and the 1023-octet limit per part. Domains are lowercased and checked as IDNA labels or IP
+ * literals.
+ */
+import { domainToASCII } from "node:url";
+
+export class JidError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "JidError";
+  }
+}
+
+const MAX_PART_OCTETS = 1023; // RFC 7622 §3.1
+// RFC 7622 §3.3.1: characters not allowed in a localpart.
+const LOCALPART_EXCLUDED = /["&'/:<>@]/u;
+// Controls (Cc), and in localparts any space separator (RFC 8265 §3.3: no spaces in usernames).
+const CONTROL = /\p{Cc}/u;
+const SPACE = /\p{Zs}/u;
+// Unassigned code points and surrogates are disallowed by PRECIS (RFC 8264 §9.6, §9.8).
+const UNASSIGNED_OR_SURROGATE = /[\p{Cn}\p{Cs}]/u;
+// Fullwidth / halfwidth forms that PRECIS width mapping folds (RFC 8265 §3.3.1 step 1).
+const WIDE_OR_NARROW = /[\uFF01-\uFFEE]/gu;
+
+function octets(s: string): number {
+  return Buffer.byteLength(s, "utf8");
+}
+
+export function normalizeLocalpart(local: string): string {
+  // RFC 8265 §3.3.1/§3.4.1: width-map, case-map (toLowerCase is Unicode default case mapping),
+  // then NFC.
+  const mapped = local
+    .replace(WIDE_OR_NARROW, (c) => c.normalize("NFKC"))
+    .toLowerCase()
+    .normalize("NFC");
+  if (mapped.length === 0) throw new JidError("empty localpart");
+  if (octets(mapped) > MAX_PART_OCTETS) throw new JidError("localpart longer than 1023 octets");
+  if (LOCALPART_EXCLUDED.test(mapped)) throw new JidError("localpart contains a character RFC 7622 excludes");
+  if (CONTROL.test(mapped) || SPACE.test(mapped)) throw new JidError("localpart contains a space or control");
+  if (UNASSIGNED_OR_SURROGATE.test(mapped)) throw new JidError("localpart contains an unassigned code point");
+  return mapped;
+}
+
+export function normalizeResourcepart(resource: string): string {
+  // RFC 8265 §4.2.1: OpaqueString maps non-ASCII spaces to U+0020, then NFC.
+  const mapped = resource.replace(/\p{Zs}/gu, " ").normalize("NFC");
+  if (mapped.length === 0) throw new JidError("empty resourcepart");
+  if (octets(mapped) > MAX_PART_OCTETS) throw new JidError("resourcepart longer than 1023 octets");
+  if (CONTROL.test(mapped)) throw new JidError("resourcepart contains a control character");
+  if (UNASSIGNED_OR_SURROGATE.test(mapped))
+    throw new JidError("resourcepart contains an unassigned code point");
+  return mapped;
+}
+
+export function normalizeDomainpart(domain: string): string {
+  // RFC 7622 §3.2: a trailing dot is stripped; IP literals allowed; otherwise IDNA2008 labels.
+  let d = domain.endsWith(".") ? domain.slice(0, -1) : domain;
+  if (d.length === 0) throw new JidError("empty domainpart");
+  if (d.startsWith("[") && d.endsWith("]")) return d.toLowerCase(); // IPv6 literal
+  d = d.normalize("NFC").toLowerCase();
+  const ascii = domainToASCII(d);
+  if (!ascii) throw new JidError("domainpart is not a valid domain name");
+  if (octets(d) > MAX_PART_OCTETS) throw new JidError("domainpart longer than 1023 octets");
+  for (const label of ascii.split(".")) {
+    if (label.length === 0 || label.length > 63)
+      throw new JidError("domainpart has an empty or too long label");
+    if (!/^[a-z0-9-]+$/.test(label) && !/^\d+$/.test(label)) {
+      throw new JidError("domainpart contains a character not allowed in a domain name");
+    }
+  }
+  return d;
+}
+
+export class Jid {
+  readonly local: string;
+  readonly domain: string;
+  readonly resource: string;
+
+  /** Parts must already be normalised: use `parseJid` or `Jid.of`. */
+  private constructor(local: string, domain: string, resource: string) {
+    this.local = local;
+    this.domain = domain;
+    this.resource = resource;
+  }
+
+  static of(local: string | undefined, domain: string, resource?: string): Jid {
+    return new Jid(
+      local ? normalizeLocalpart(local) : "",
+      normalizeDomainpart(domain),
+      resource ? normalizeResourcepart(resource) : "",
+    );
+  }
+
+  get bare(): string {
+    return this.local ? `${this.local}@${this.domain}` : this.domain;
+  }
+
+  get full(): string {
+    return this.resource ? `${this.bare}/${this.resource}` : this.bare;
+  }
+
+  isBare(): boolean {
+    return this.resource === "";
+  }
+
+  toBare(): Jid {
+    return this.resource ? new Jid(this.local, this.domain, "") : this;
+  }
+
+  withResource(resource: string): Jid {
+    return new Jid(this.local, this.domain, normalizeResourcepart(resource));
+  }
+
+  equals(other: Jid): boolean {
+    return this.full === other.full;
+  }
+
+  toString(): string {
+    return this.full;
+  }
+}
+
+/** RFC 7622 §3.1: split at the first '/', then at the last '@' before it. */
+export function parseJid(input: string): Jid {
+  if (typeof input !== "string" || input.length === 0) throw new JidError("empty JID");
+  const slash = input.indexOf("/");
+  const head = slash >= 0 ? input.slice(0, slash) : input;
+  const resource = slash >= 0 ? input.slice(slash + 1) : undefined;
+  if (resource !== undefined && resource.length === 0) throw new JidError("empty resourcepart after '/'");
+  const at = head.indexOf("@");
+  const local = at >= 0 ? head.slice(0, at) : undefined;
+  const domain = at >= 0 ? head.slice(at + 1) : head;
+  if (local !== undefined && local.length === 0) throw new JidError("empty localpart before '@'");
+  return Jid.of(local, domain, resource);
+}
+
+/** Like parseJid but returns undefined for a malformed JID. */
+export function tryParseJid(input: string | undefined): Jid | undefined {
+  if (!input) return undefined;
+  try {
+    return parseJid(input);
+  } catch {
+    return undefined;
+  }
+}

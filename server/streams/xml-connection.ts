@@ -1,0 +1,333 @@
+/**
+ * One XML stream over a TCP or TLS socket: parsing with limits, in-order processing, writing,
+ * STARTTLS upgrade, read-rate limiting, idle timeouts and whitespace keepalives, stream errors and
+ * the closing handshake. c2s (and later s2s) streams build their protocol on top of it.
+ * References: RFC 6120 §4.4 (closing a stream), §4.6.1 (whitespace keepalives), §4.9.1.1
+ * (stream error before the header), §5.4.3.3 (TLS negotiation restarts the stream), §10.1 (in-order
+ * processing), §13.12 (limits).
+ */
+import type { Socket } from "node:net";
+import type { TLSSocket } from "node:tls";
+import type { Element } from "ltx";
+import { type TlsServerSettings, upgradeToTls } from "../net/tls.ts";
+import type { Logger } from "../observability/logger.ts";
+import type { Metrics } from "../observability/metrics.ts";
+import { StreamError, type StreamErrorCondition } from "../xml/errors.ts";
+import { STREAM_CLOSE, serializeStanza, streamHeader } from "../xml/serialize.ts";
+import { StreamParser } from "../xml/stream-parser.ts";
+
+export interface ConnectionLimits {
+  readonly maxStanzaBytes: number;
+  readonly maxDepth: number;
+  readonly bytesPerSecond: number;
+  /** Close the stream when the peer leaves this much unread output (it is not reading). */
+  readonly maxWriteBuffer?: number;
+}
+
+export interface StreamHandler {
+  /** The peer's stream header; `attrs` are its attributes (to, from, version, xml:lang, …). */
+  onHeader(attrs: Record<string, string>): void | Promise<void>;
+  /** A complete top-level element (stanza or nonza), in the order received. */
+  onElement(el: Element): void | Promise<void>;
+  /** The transport closed, for whatever reason; called exactly once. */
+  onClosed(reason: string): void;
+}
+
+type Incoming = { kind: "header"; attrs: Record<string, string> } | { kind: "element"; el: Element };
+
+const QUEUE_HIGH_WATER = 256;
+const QUEUE_LOW_WATER = 32;
+const CLOSE_GRACE_MS = 2000;
+
+export class XmlConnection {
+  socket: Socket;
+  secure: boolean;
+  readonly remoteAddress: string;
+  readonly id: string;
+  private readonly log: Logger;
+  private readonly metrics: Metrics;
+  private readonly limits: ConnectionLimits;
+  private readonly contentNamespace: string;
+  private handler: StreamHandler | undefined;
+  private parser: StreamParser;
+  private readonly queue: Incoming[] = [];
+  private processing = false;
+  private headerSent = false;
+  private closing = false;
+  private closed = false;
+  /** Read pauses by cause; the socket reads only when none is set. */
+  private readonly pauses = new Set<"queue" | "rate" | "tls">();
+  private tokens: number;
+  private lastRefill = Date.now();
+  private rateTimer: NodeJS.Timeout | undefined;
+  private keepaliveTimer: NodeJS.Timeout | undefined;
+  private readonly onData = (chunk: Buffer) => this.receive(chunk);
+  private readonly onEnd = () => this.peerEnded();
+  private readonly onError = (err: Error) => this.transportError(err);
+  private readonly onClose = () => this.transportClosed();
+  private readonly onTimeout = () => this.streamError("connection-timeout", "no traffic for too long");
+
+  constructor(
+    socket: Socket,
+    opts: {
+      id: string;
+      secure: boolean;
+      contentNamespace: string;
+      limits: ConnectionLimits;
+      log: Logger;
+      metrics: Metrics;
+    },
+  ) {
+    this.socket = socket;
+    this.secure = opts.secure;
+    this.id = opts.id;
+    this.remoteAddress = socket.remoteAddress ?? "unknown";
+    this.contentNamespace = opts.contentNamespace;
+    this.limits = opts.limits;
+    this.log = opts.log;
+    this.metrics = opts.metrics;
+    this.tokens = opts.limits.bytesPerSecond;
+    this.parser = this.newParser();
+    this.attach(socket);
+  }
+
+  /** Starts reading; call once the protocol handler is ready. */
+  start(handler: StreamHandler): void {
+    this.handler = handler;
+    this.socket.resume();
+  }
+
+  get isOpen(): boolean {
+    return !this.closing && !this.closed;
+  }
+
+  /** RFC 6120 §4.7: our response header. */
+  sendHeader(attrs: { from: string; to?: string; id: string }): void {
+    this.headerSent = true;
+    this.writeRaw(
+      streamHeader({
+        from: attrs.from,
+        ...(attrs.to ? { to: attrs.to } : {}),
+        id: attrs.id,
+        version: "1.0",
+        lang: "en",
+        contentNamespace: this.contentNamespace,
+      }),
+    );
+  }
+
+  /** Writes a stanza or nonza; returns false when the stream can no longer carry it. */
+  send(el: Element): boolean {
+    if (this.closing || this.closed) return false;
+    this.writeRaw(serializeStanza(el));
+    const max = this.limits.maxWriteBuffer ?? 16 * 1024 * 1024;
+    if (this.socket.writableLength > max) {
+      this.log.warn({ buffered: this.socket.writableLength }, "peer is not reading its stream: closing");
+      this.streamError("policy-violation", "too much unread output");
+    }
+    return true;
+  }
+
+  /** Idle timeout: no bytes from the peer for `ms` closes the stream (connection-timeout). */
+  setIdleTimeout(ms: number): void {
+    this.socket.setTimeout(ms);
+  }
+
+  /** RFC 6120 §4.6.1: a whitespace ping every `ms` keeps NATs open and finds dead peers. */
+  setKeepalive(ms: number): void {
+    if (this.keepaliveTimer) clearInterval(this.keepaliveTimer);
+    this.keepaliveTimer = setInterval(() => {
+      if (!this.closing && !this.closed) this.socket.write(" ");
+    }, ms);
+    this.keepaliveTimer.unref();
+  }
+
+  /** RFC 6120 §4.9: sends the stream error (after a header if none was sent yet) and closes. */
+  streamError(condition: StreamErrorCondition, text?: string): void {
+    if (this.closing || this.closed) return;
+    this.metrics.streamErrors.inc({ condition });
+    this.log.info({ condition, text, remote: this.remoteAddress }, "stream error");
+    const error = new StreamError(condition, text);
+    if (!this.headerSent) this.sendHeader({ from: "", id: this.id }); // RFC 6120 §4.9.1.1
+    this.writeRaw(serializeStanza(error.toElement()));
+    this.close();
+  }
+
+  /** RFC 6120 §4.4: send </stream:stream>, wait briefly for the peer's, then drop the transport. */
+  close(): void {
+    if (this.closing || this.closed) return;
+    this.closing = true;
+    this.queue.length = 0;
+    if (!this.headerSent) this.sendHeader({ from: "", id: this.id });
+    this.writeRaw(STREAM_CLOSE);
+    this.socket.end();
+    const timer = setTimeout(() => this.socket.destroy(), CLOSE_GRACE_MS);
+    timer.unref();
+  }
+
+  /** RFC 6120 §6.4.6 / §5.4.3.3: after SASL success or TLS the next bytes open a new stream. */
+  resetStream(): void {
+    this.headerSent = false;
+    this.parser = this.newParser();
+  }
+
+  /**
+   * RFC 6120 §5.4.3.3: turns this plain socket into TLS (after <proceed/> is written) and restarts
+   * the stream. Bytes received after <starttls/> and before the handshake are a protocol error.
+   */
+  async startTls(tls: TlsServerSettings): Promise<void> {
+    const plain = this.socket;
+    this.pauses.add("tls");
+    // Whatever followed <starttls/> in the clear, parsed already (queued) or still in the chunk
+    // being parsed, is not part of the stream that follows the handshake: drop it unprocessed.
+    this.queue.length = 0;
+    this.parser.end();
+    this.detach(plain);
+    let secured: TLSSocket;
+    try {
+      secured = await upgradeToTls(plain, tls);
+    } catch (err) {
+      this.log.info({ err: (err as Error).message, remote: this.remoteAddress }, "STARTTLS failed");
+      this.transportClosed();
+      throw err;
+    }
+    this.socket = secured;
+    this.secure = true;
+    this.resetStream();
+    this.attach(secured);
+    secured.setTimeout(plain.timeout ?? 0);
+    this.pauses.delete("tls");
+    this.updateFlow();
+  }
+
+  private newParser(): StreamParser {
+    return new StreamParser(
+      {
+        onStreamStart: (attrs) => this.enqueue({ kind: "header", attrs }),
+        onStanza: (el) => this.enqueue({ kind: "element", el }),
+        onStreamEnd: () => this.peerClosedStream(),
+        onError: (err) => this.streamError(err.condition, err.text),
+      },
+      {
+        contentNamespace: this.contentNamespace,
+        maxStanzaBytes: this.limits.maxStanzaBytes,
+        maxDepth: this.limits.maxDepth,
+      },
+    );
+  }
+
+  private attach(socket: Socket): void {
+    socket.on("data", this.onData);
+    socket.on("end", this.onEnd);
+    socket.on("error", this.onError);
+    socket.on("close", this.onClose);
+    socket.on("timeout", this.onTimeout);
+  }
+
+  private detach(socket: Socket): void {
+    socket.off("data", this.onData);
+    socket.off("end", this.onEnd);
+    socket.off("error", this.onError);
+    socket.off("close", this.onClose);
+    socket.off("timeout", this.onTimeout);
+  }
+
+  private receive(chunk: Buffer): void {
+    if (this.closing || this.closed || this.pauses.has("tls")) return;
+    this.chargeRate(chunk.length);
+    this.parser.write(chunk);
+  }
+
+  /** A token bucket on bytes read: over the rate, reading pauses until the bucket refills. */
+  private chargeRate(bytes: number): void {
+    const now = Date.now();
+    const rate = this.limits.bytesPerSecond;
+    this.tokens = Math.min(rate, this.tokens + ((now - this.lastRefill) / 1000) * rate);
+    this.lastRefill = now;
+    this.tokens -= bytes;
+    if (this.tokens < 0 && !this.rateTimer) {
+      this.pauses.add("rate");
+      this.updateFlow();
+      this.rateTimer = setTimeout(
+        () => {
+          this.rateTimer = undefined;
+          this.pauses.delete("rate");
+          this.updateFlow();
+        },
+        Math.ceil((-this.tokens / rate) * 1000),
+      );
+    }
+  }
+
+  private enqueue(item: Incoming): void {
+    if (this.closing || this.closed) return;
+    this.queue.push(item);
+    if (this.queue.length > QUEUE_HIGH_WATER) {
+      this.pauses.add("queue");
+      this.updateFlow();
+    }
+    if (!this.processing) void this.drain();
+  }
+
+  /** RFC 6120 §10.1: stanzas from one stream are processed in the order received. */
+  private async drain(): Promise<void> {
+    this.processing = true;
+    try {
+      while (this.queue.length > 0 && !this.closing && !this.closed) {
+        const item = this.queue.shift()!;
+        if (item.kind === "header") await this.handler?.onHeader(item.attrs);
+        else await this.handler?.onElement(item.el);
+        if (this.pauses.has("queue") && this.queue.length < QUEUE_LOW_WATER) {
+          this.pauses.delete("queue");
+          this.updateFlow();
+        }
+      }
+    } catch (err) {
+      if (err instanceof StreamError) {
+        this.streamError(err.condition, err.text);
+      } else {
+        this.log.error({ err }, "stream handler failed");
+        this.streamError("internal-server-error");
+      }
+    } finally {
+      this.processing = false;
+    }
+  }
+
+  private updateFlow(): void {
+    if (this.closed) return;
+    if (this.pauses.size > 0) this.socket.pause();
+    else if (this.handler) this.socket.resume();
+  }
+
+  private peerClosedStream(): void {
+    // RFC 6120 §4.4: answer the peer's closing tag with ours, then end the transport.
+    if (this.closing) {
+      this.socket.destroy();
+      return;
+    }
+    this.close();
+  }
+
+  private peerEnded(): void {
+    if (!this.closed) this.socket.destroy();
+  }
+
+  private transportError(err: Error): void {
+    this.log.debug({ err: err.message, remote: this.remoteAddress }, "transport error");
+  }
+
+  private transportClosed(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.rateTimer) clearTimeout(this.rateTimer);
+    if (this.keepaliveTimer) clearInterval(this.keepaliveTimer);
+    this.queue.length = 0;
+    this.handler?.onClosed(this.closing ? "closed" : "transport lost");
+  }
+
+  private writeRaw(data: string): void {
+    if (this.closed || this.socket.destroyed) return;
+    this.socket.write(data);
+  }
+}
