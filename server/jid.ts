@@ -71,7 +71,8 @@ export function normalizeDomainpart(domain: string): string {
   for (const label of ascii.split(".")) {
     if (label.length === 0 || label.length > 63)
       throw new JidError("domainpart has an empty or too long label");
-    if (!/^[a-z0-9-]+$/.test(label) && !/^\d+$/.test(label)) {
+    // RFC 5890 §2.3.1 (LDH labels): letters, digits, hyphens, not at either end.
+    if (!/^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/.test(label)) {
       throw new JidError("domainpart contains a character not allowed in a domain name");
     }
   }
