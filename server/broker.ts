@@ -131,7 +131,7 @@ export async function startBroker(opts: BrokerOptions & { ephemeralPorts?: boole
           requireTls: c2s.require_tls,
           authTimeoutMs: c2s.auth_timeout * 1000,
           idleTimeoutMs: c2s.idle_timeout * 1000,
-          keepaliveMs: Math.max(1000, (c2s.idle_timeout * 1000) / 2),
+          keepaliveMs: c2s.keepalive_interval * 1000,
           maxAuthFailures: c2s.max_auth_failures,
         },
         router,

@@ -36,8 +36,13 @@ export const configSchema = z
         require_tls: z.boolean().default(true),
         /** Seconds a connection has to send its header and authenticate. */
         auth_timeout: z.number().positive().default(30),
-        /** Seconds without any traffic (a whitespace ping counts) before the stream is closed. */
+        /**
+         * Seconds without any traffic (whitespace counts) before the server pings the client
+         * (XEP-0199); the stream closes if the ping gets no answer within as long again.
+         */
         idle_timeout: z.number().positive().default(300),
+        /** Seconds between whitespace keepalives sent by the server (keeps NAT mappings); 0 = off. */
+        keepalive_interval: z.number().min(0).default(0),
         /** Connections that have not yet authenticated, in all and from one address. */
         max_unauthenticated: z.number().int().positive().default(1000),
         max_unauthenticated_per_ip: z.number().int().positive().default(50),

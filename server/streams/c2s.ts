@@ -24,7 +24,9 @@ import type { XmlConnection } from "./xml-connection.ts";
 export interface C2sSettings {
   readonly requireTls: boolean;
   readonly authTimeoutMs: number;
+  /** Quiet this long → the server pings; quiet this long again → connection-timeout. */
   readonly idleTimeoutMs: number;
+  /** Whitespace keepalive period from the server (for NATs); 0 = off. */
   readonly keepaliveMs: number;
   readonly maxAuthFailures: number;
 }
@@ -57,6 +59,7 @@ export interface StreamLifecycle {
 type Phase = "header" | "tls" | "auth" | "bind" | "ready";
 
 const STREAM_NS_CLIENT = NS.client;
+const IDLE_PING_PREFIX = "hanse-idle-";
 
 export class C2sStream implements LocalSession {
   readonly id: string;
@@ -74,6 +77,7 @@ export class C2sStream implements LocalSession {
   private authFailures = 0;
   private authTimer: NodeJS.Timeout | undefined;
   private bound = false;
+  private idlePingSentAt: number | undefined;
   private readonly lifecycle: StreamLifecycle;
 
   constructor(conn: XmlConnection, deps: C2sDeps, lifecycle: StreamLifecycle = {}) {
@@ -94,6 +98,7 @@ export class C2sStream implements LocalSession {
       onHeader: (attrs) => this.onHeader(attrs),
       onElement: (el) => this.onElement(el),
       onClosed: (reason) => this.onClosed(reason),
+      onIdle: () => this.onIdle(),
     });
   }
 
@@ -295,9 +300,33 @@ export class C2sStream implements LocalSession {
     this.bound = true;
     this.phase = "ready";
     if (this.authTimer) clearTimeout(this.authTimer);
-    this.conn.setKeepalive(this.deps.settings.keepaliveMs);
+    if (this.deps.settings.keepaliveMs > 0) this.conn.setKeepalive(this.deps.settings.keepaliveMs);
     this.conn.send(iqResult(iq, new Element("bind", { xmlns: NS.bind }).c("jid").t(this.jid.full).root()));
     this.deps.events.sessionBound(this);
+  }
+
+  /**
+   * A quiet client is not a dead one (devices sleep): after the idle timeout we ping it
+   * (XEP-0199 §4.1, server-to-client) and close only if nothing at all arrives by the next one.
+   */
+  private onIdle(): void {
+    if (this.phase !== "ready") {
+      this.conn.streamError("connection-timeout", "no traffic for too long");
+      return;
+    }
+    if (this.idlePingSentAt !== undefined && this.conn.lastReceivedAt < this.idlePingSentAt) {
+      this.conn.streamError("connection-timeout", "no answer to a ping");
+      return;
+    }
+    this.idlePingSentAt = Date.now();
+    const ping = new Element("iq", {
+      type: "get",
+      id: `${IDLE_PING_PREFIX}${this.idlePingSentAt}`,
+      from: this.deps.domain,
+      to: this.jid.full,
+    });
+    ping.c("ping", { xmlns: NS.ping });
+    this.conn.send(ping);
   }
 
   private async onStanza(el: Element): Promise<void> {
@@ -311,6 +340,13 @@ export class C2sStream implements LocalSession {
     }
     el.attrs.from = this.jid.full;
     if (el.name === "iq") {
+      // The answer to our idle ping needs no routing.
+      if (
+        (el.attrs.type === "result" || el.attrs.type === "error") &&
+        el.attrs.id?.startsWith(IDLE_PING_PREFIX)
+      ) {
+        return;
+      }
       const problem = iqProblem(el);
       if (problem) {
         this.conn.send(errorReply(el, new StanzaError("bad-request", problem)));

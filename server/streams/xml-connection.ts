@@ -31,6 +31,11 @@ export interface StreamHandler {
   onElement(el: Element): void | Promise<void>;
   /** The transport closed, for whatever reason; called exactly once. */
   onClosed(reason: string): void;
+  /**
+   * No bytes arrived for the idle timeout. Without this handler the stream closes with
+   * connection-timeout; with it, the protocol may probe the peer first (XEP-0199 ping).
+   */
+  onIdle?(): void;
 }
 
 type Incoming = { kind: "header"; attrs: Record<string, string> } | { kind: "element"; el: Element };
@@ -65,7 +70,12 @@ export class XmlConnection {
   private readonly onEnd = () => this.peerEnded();
   private readonly onError = (err: Error) => this.transportError(err);
   private readonly onClose = () => this.transportClosed();
-  private readonly onTimeout = () => this.streamError("connection-timeout", "no traffic for too long");
+  private readonly onTimeout = () => {
+    if (this.handler?.onIdle) this.handler.onIdle();
+    else this.streamError("connection-timeout", "no traffic for too long");
+  };
+  /** When the peer last sent anything (whitespace keepalives count: RFC 6120 §4.6.1). */
+  lastReceivedAt = Date.now();
 
   constructor(
     socket: Socket,
@@ -234,6 +244,7 @@ export class XmlConnection {
 
   private receive(chunk: Buffer): void {
     if (this.closing || this.closed || this.pauses.has("tls")) return;
+    this.lastReceivedAt = Date.now();
     this.chargeRate(chunk.length);
     this.parser.write(chunk);
   }
