@@ -24,6 +24,13 @@ const exampleComponent: Module = {
   },
 };
 
+/** An iq get whose result must carry a payload. */
+async function query(client: TestClient, payload: Element, to: string): Promise<Element> {
+  const result = await client.iqCaller.get(payload, to);
+  assert.ok(result, `a payload in the result from ${to}`);
+  return result;
+}
+
 function stanzaError(err: unknown): string | undefined {
   return (err as { condition?: string }).condition;
 }
@@ -78,12 +85,12 @@ describe("routing and server answers", () => {
     );
     assert.equal(self.attrs.type, "result");
 
-    const version = await alice.iqCaller.get(xml("query", { xmlns: "jabber:iq:version" }), "localhost");
+    const version = await query(alice, xml("query", { xmlns: "jabber:iq:version" }), "localhost");
     assert.equal(version.getChildText("name"), "Hanse");
     assert.match(version.getChildText("version") ?? "", /^\d+\.\d+\.\d+/);
     assert.equal(version.getChild("os"), undefined, "the OS is not revealed by default (XEP-0092 §5)");
 
-    const time = await alice.iqCaller.get(xml("time", { xmlns: "urn:xmpp:time" }), "localhost");
+    const time = await query(alice, xml("time", { xmlns: "urn:xmpp:time" }), "localhost");
     const utc = Date.parse(time.getChildText("utc") ?? "");
     assert.ok(Math.abs(utc - Date.now()) < 60_000, "utc is now");
     assert.match(time.getChildText("tzo") ?? "", /^[+-]\d\d:\d\d$/);
@@ -92,7 +99,7 @@ describe("routing and server answers", () => {
 
   test("disco#info lists the server identity and the features of loaded modules", async () => {
     const alice = await login("alice");
-    const info = await alice.iqCaller.get(xml("query", { xmlns: DISCO_INFO }), "localhost");
+    const info = await query(alice, xml("query", { xmlns: DISCO_INFO }), "localhost");
     const identity = info.getChild("identity");
     assert.deepEqual({ ...identity?.attrs }, { category: "server", type: "im", name: "Hanse" });
     const features = info.getChildren("feature").map((f) => f.attrs.var);
@@ -100,7 +107,7 @@ describe("routing and server answers", () => {
       assert.ok(features.includes(ns), `feature ${ns}`);
     }
     await assert.rejects(
-      alice.iqCaller.get(xml("query", { xmlns: DISCO_INFO, node: "nope" }), "localhost"),
+      query(alice, xml("query", { xmlns: DISCO_INFO, node: "nope" }), "localhost"),
       (err) => stanzaError(err) === "item-not-found",
     );
     await alice.stop();
@@ -108,12 +115,12 @@ describe("routing and server answers", () => {
 
   test("components are listed in disco#items and answer disco#info and ping themselves", async () => {
     const alice = await login("alice");
-    const items = await alice.iqCaller.get(xml("query", { xmlns: DISCO_ITEMS }), "localhost");
+    const items = await query(alice, xml("query", { xmlns: DISCO_ITEMS }), "localhost");
     assert.deepEqual(
       items.getChildren("item").map((i) => ({ ...i.attrs })),
       [{ jid: "registry.localhost", name: "Thing registry" }],
     );
-    const info = await alice.iqCaller.get(xml("query", { xmlns: DISCO_INFO }), "registry.localhost");
+    const info = await query(alice, xml("query", { xmlns: DISCO_INFO }), "registry.localhost");
     const features = info.getChildren("feature").map((f) => f.attrs.var);
     assert.ok(features.includes("urn:xmpp:iot:discovery"));
     assert.equal(info.getChild("identity")?.attrs.name, "Thing registry");
@@ -261,10 +268,10 @@ describe("routing and server answers", () => {
 
   test("disco#info on one's own account says account/registered; another's is not revealed", async () => {
     const alice = await login("alice");
-    const own = await alice.iqCaller.get(xml("query", { xmlns: DISCO_INFO }), "alice@localhost");
+    const own = await query(alice, xml("query", { xmlns: DISCO_INFO }), "alice@localhost");
     assert.deepEqual({ ...own.getChild("identity")?.attrs }, { category: "account", type: "registered" });
     await assert.rejects(
-      alice.iqCaller.get(xml("query", { xmlns: DISCO_INFO }), "bob@localhost"),
+      query(alice, xml("query", { xmlns: DISCO_INFO }), "bob@localhost"),
       (err) => stanzaError(err) === "service-unavailable",
     );
     await alice.stop();
