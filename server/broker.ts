@@ -17,7 +17,7 @@ import { type Listener, listenTcp, listenTls } from "./net/listen.ts";
 import { ALPN_CLIENT, createTlsContext, type TlsServerSettings } from "./net/tls.ts";
 import { createLogger, type Logger } from "./observability/logger.ts";
 import { createMetrics, type Metrics } from "./observability/metrics.ts";
-import { Router } from "./routing/router.ts";
+import { type DeliveryObserver, Router } from "./routing/router.ts";
 import { SessionDirectory } from "./routing/sessions.ts";
 import type { Storage } from "./storage/db.ts";
 import { openStorage } from "./storage/open.ts";
@@ -29,9 +29,12 @@ export interface BrokerOptions {
   readonly log?: Logger;
 }
 
-/** Session lifecycle events modules can listen to ("session-bound", "session-ended"). */
+/**
+ * Session lifecycle events modules listen to (service "session-events"): "session-bound",
+ * "session-available" (initial presence sent), "session-ended" (its last presence still readable).
+ */
 export interface SessionEvents extends EventEmitter {
-  on(event: "session-bound", listener: (session: LocalSession) => void): this;
+  on(event: "session-bound" | "session-available", listener: (session: LocalSession) => void): this;
   on(event: "session-ended", listener: (session: LocalSession, reason: string) => void): this;
 }
 
@@ -60,7 +63,8 @@ export class StartupError extends Error {
 
 async function ensureWritableDir(dir: string): Promise<void> {
   try {
-    await mkdir(dir, { recursive: true, mode: 0o750 });
+    // Owner-only, as openStorage intends: the database, its socket and the TLS key live here.
+    await mkdir(dir, { recursive: true, mode: 0o700 });
     await access(dir, constants.W_OK | constants.X_OK);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? String(err);
@@ -115,6 +119,7 @@ export async function startBroker(opts: BrokerOptions & { ephemeralPorts?: boole
     });
     host.provide("accounts", accounts);
     host.provide("session-events", events);
+    host.provide("deliveries", { onDelivered: (observer: DeliveryObserver) => router.onDelivered(observer) });
     host.provide("hosts", {
       get: (domain: string) => router.host(domain),
       each: (fn: Parameters<Router["eachHost"]>[0]) => router.eachHost(fn),
@@ -149,6 +154,7 @@ export async function startBroker(opts: BrokerOptions & { ephemeralPorts?: boole
         metrics,
         events: {
           sessionBound: (s) => events.emit("session-bound", s),
+          sessionAvailable: (s) => events.emit("session-available", s),
           sessionEnded: (s, reason) => events.emit("session-ended", s, reason),
         },
       },

@@ -23,6 +23,9 @@ export interface RouterDeps {
   readonly metrics: Metrics;
 }
 
+/** Called after a stanza was handed to local sessions (`sessions` = the ones that took it). */
+export type DeliveryObserver = (stanza: Element, sessions: readonly LocalSession[]) => void;
+
 type Outcome = "delivered" | "bounced" | "dropped" | "handled";
 
 interface PendingRequest {
@@ -43,6 +46,7 @@ export class Router {
   private readonly remoteHooks: { hook: StanzaHook; priority: number }[] = [];
   private readonly pending = new Map<string, PendingRequest>();
   private readonly hostListeners: ((host: Host) => void)[] = [];
+  private readonly deliveryObservers: DeliveryObserver[] = [];
   private readonly deps: RouterDeps;
 
   constructor(deps: RouterDeps) {
@@ -279,11 +283,22 @@ export class Router {
     this.count(kind, "dropped");
   }
 
+  /** Observers see every stanza handed to local sessions (XEP-0280 carbons copy from here). */
+  onDelivered(observer: DeliveryObserver): void {
+    this.deliveryObservers.push(observer);
+  }
+
   private deliverTo(sessions: readonly LocalSession[], stanza: Element): void {
     const kind = stanza.name as StanzaKind;
-    let delivered = 0;
-    for (const session of sessions) if (session.send(stanza)) delivered++;
-    this.count(kind, delivered > 0 ? "delivered" : "dropped");
+    const reached = sessions.filter((session) => session.send(stanza));
+    this.count(kind, reached.length > 0 ? "delivered" : "dropped");
+    for (const observer of this.deliveryObservers) {
+      try {
+        observer(stanza, reached);
+      } catch (err) {
+        this.deps.log.error({ err }, "delivery observer failed");
+      }
+    }
   }
 
   /**

@@ -47,6 +47,9 @@ export interface C2sDeps {
 
 export interface C2sEvents {
   sessionBound(session: LocalSession): void;
+  /** The session sent its initial available presence (RFC 6121 §4.2): offline delivery may start. */
+  sessionAvailable(session: LocalSession): void;
+  /** The session is gone; `available` and `presence` still show its last state. */
   sessionEnded(session: LocalSession, reason: string): void;
 }
 
@@ -78,6 +81,8 @@ export class C2sStream implements LocalSession {
   private authTimer: NodeJS.Timeout | undefined;
   private bound = false;
   private idlePingSentAt: number | undefined;
+  /** Set by an initial available presence until the event for it is emitted. */
+  private initialPresence = false;
   private readonly lifecycle: StreamLifecycle;
 
   constructor(conn: XmlConnection, deps: C2sDeps, lifecycle: StreamLifecycle = {}) {
@@ -371,8 +376,10 @@ export class C2sStream implements LocalSession {
     if (type === undefined) {
       const priority = Number.parseInt(presence.getChildText("priority") ?? "0", 10);
       this.priority = Number.isFinite(priority) ? Math.max(-128, Math.min(127, priority)) : 0;
+      const initial = !this.available;
       this.available = true;
       this.presence = presence;
+      if (initial) this.initialPresence = true;
     } else if (type === "unavailable") {
       this.available = false;
       this.presence = undefined;
@@ -384,9 +391,10 @@ export class C2sStream implements LocalSession {
     this.deps.metrics.connections.dec({ kind: "c2s", state: "connected" });
     if (this.authenticated) this.deps.metrics.connections.dec({ kind: "c2s", state: "authenticated" });
     if (this.bound) {
-      this.available = false;
       this.deps.sessions.remove(this);
       this.deps.events.sessionEnded(this, reason);
+      this.available = false;
+      this.presence = undefined;
     }
     this.log.debug({ reason }, "connection closed");
     this.lifecycle.closed?.();
