@@ -364,14 +364,16 @@ export class C2sStream implements LocalSession {
         return;
       }
     }
-    if (el.name === "presence" && (!el.attrs.to || el.attrs.to === this.jid.bare))
-      this.updateAvailability(el);
+    if (el.name === "presence" && !el.attrs.to) this.updateAvailability(el);
     await this.deps.router.route(el, { kind: "c2s", session: this });
+    if (this.initialPresence) {
+      this.initialPresence = false;
+      this.deps.events.sessionAvailable(this);
+    }
   }
 
   /** RFC 6121 §4.2, §4.5, §4.7.2.3: availability and priority decide where bare-JID messages go. */
   private updateAvailability(presence: Element): void {
-    if (presence.attrs.to) return;
     const type = presence.attrs.type;
     if (type === undefined) {
       const priority = Number.parseInt(presence.getChildText("priority") ?? "0", 10);
