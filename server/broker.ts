@@ -138,7 +138,10 @@ export async function startBroker(opts: BrokerOptions & { ephemeralPorts?: boole
           idleTimeoutMs: c2s.idle_timeout * 1000,
           keepaliveMs: c2s.keepalive_interval * 1000,
           maxAuthFailures: c2s.max_auth_failures,
+          resumeTimeoutMs: c2s.resume_timeout * 1000,
+          maxUnacked: c2s.max_unacked,
         },
+        resumable: new Map(),
         router,
         sessions,
         credentials: async (username, hash) => {
@@ -201,8 +204,14 @@ export async function startBroker(opts: BrokerOptions & { ephemeralPorts?: boole
         log.info("stopping");
         // Stop accepting, then end every stream with system-shutdown (RFC 6120 §4.9.3.22).
         for (const l of listeners) (l.server as Server).close();
-        for (const stream of [...acceptor.streams]) stream.close("system-shutdown", "the server is stopping");
+        const streams = [...acceptor.streams];
+        for (const stream of streams) stream.close("system-shutdown", "the server is stopping");
         await Promise.all(listeners.map((l) => l.close(3000)));
+        // Unacknowledged messages of ending sessions go to offline storage before it closes.
+        await Promise.race([
+          Promise.all(streams.map((s) => s.ended)),
+          new Promise((resolve) => setTimeout(resolve, 5000).unref()),
+        ]);
         await undo();
         log.info("stopped");
       })();

@@ -48,6 +48,10 @@ export const configSchema = z
         max_unauthenticated_per_ip: z.number().int().positive().default(50),
         /** Failed SASL attempts allowed on one stream before it is closed. */
         max_auth_failures: z.number().int().positive().default(3),
+        /** XEP-0198: seconds a dropped session waits to be resumed; 0 disables resumption. */
+        resume_timeout: z.number().min(0).default(300),
+        /** XEP-0198: unacknowledged stanzas one session may hold before it is closed. */
+        max_unacked: z.number().int().positive().default(10000),
       })
       .strict()
       .prefault({}),

@@ -1,25 +1,27 @@
 /**
- * A client-to-server stream: header, STARTTLS, SASL, resource binding, then stanzas to the router.
- * References: RFC 6120 §4 (streams), §5 (STARTTLS), §6 (SASL), §7 (resource binding), §8.1.2.1
- * (from stamping), §8.2.3 (iq rules), RFC 3921 §3 (legacy session, for old clients), RFC 6121 §4
- * (availability used for routing), XEP-0440 (SASL channel-binding type capability).
+ * A client-to-server stream and the session it binds: header, STARTTLS, SASL, resource binding,
+ * stanzas to the router, and XEP-0198 stream management (acks, resumption, and what happens to
+ * unacknowledged stanzas when a session ends: no silent loss).
+ * References: RFC 6120 §4 (streams), §5 (STARTTLS), §7 (resource binding), §8.1.2.1 (from
+ * stamping), §8.2.3 (iq rules), RFC 3921 §3 (legacy session), RFC 6121 §4 (availability),
+ * XEP-0198 §3–§6, XEP-0199 §4.1 (server-to-client ping).
  */
 import { randomBytes, randomUUID } from "node:crypto";
-import type { TLSSocket } from "node:tls";
 import { Element } from "ltx";
 import { type Jid, type JidError, normalizeResourcepart, parseJid, tryParseJid } from "../jid.ts";
 import type { LocalSession } from "../modules/module.ts";
-import { channelBindingData, type TlsServerSettings } from "../net/tls.ts";
+import type { TlsServerSettings } from "../net/tls.ts";
 import type { Logger } from "../observability/logger.ts";
 import type { Metrics } from "../observability/metrics.ts";
 import type { Router } from "../routing/router.ts";
 import type { SessionDirectory } from "../routing/sessions.ts";
-import type { SaslContext, SaslServerMechanism } from "../sasl/mechanism.ts";
-import { channelBindingTypes, checkAuthzid, findMechanism, selectMechanisms } from "../sasl/mechanisms.ts";
-import { SaslFailure, StanzaError, StreamError } from "../xml/errors.ts";
+import type { SaslContext } from "../sasl/mechanism.ts";
+import { StanzaError, StreamError } from "../xml/errors.ts";
 import { NS } from "../xml/namespaces.ts";
 import { errorReply, iqResult, stanzaKind } from "../xml/stanza.ts";
-import type { XmlConnection } from "./xml-connection.ts";
+import { SaslNegotiator } from "./c2s-sasl.ts";
+import { NS_SM, parseH, SmState } from "./stream-management.ts";
+import type { StreamHandler, XmlConnection } from "./xml-connection.ts";
 
 export interface C2sSettings {
   readonly requireTls: boolean;
@@ -29,6 +31,10 @@ export interface C2sSettings {
   /** Whitespace keepalive period from the server (for NATs); 0 = off. */
   readonly keepaliveMs: number;
   readonly maxAuthFailures: number;
+  /** XEP-0198: how long a dropped session waits to be resumed; 0 disables resumption. */
+  readonly resumeTimeoutMs: number;
+  /** XEP-0198: unacknowledged stanzas a session may hold before it is closed. */
+  readonly maxUnacked: number;
 }
 
 export interface C2sDeps {
@@ -41,8 +47,10 @@ export interface C2sDeps {
   readonly tls: TlsServerSettings;
   readonly log: Logger;
   readonly metrics: Metrics;
-  /** Lifecycle notifications for modules (presence, stream management). */
+  /** Lifecycle notifications for modules (presence, offline delivery). */
   readonly events: C2sEvents;
+  /** XEP-0198 resumable sessions by stream-management id (shared by all client streams). */
+  readonly resumable: Map<string, C2sStream>;
 }
 
 export interface C2sEvents {
@@ -56,12 +64,12 @@ export interface C2sEvents {
 /** Callbacks for the listener that owns this stream (connection limits, shutdown). */
 export interface StreamLifecycle {
   authenticated?(): void;
+  /** The session (or the unauthenticated stream) is over for good. */
   closed?(): void;
 }
 
 type Phase = "header" | "tls" | "auth" | "bind" | "ready";
 
-const STREAM_NS_CLIENT = NS.client;
 const IDLE_PING_PREFIX = "hanse-idle-";
 
 export class C2sStream implements LocalSession {
@@ -70,41 +78,56 @@ export class C2sStream implements LocalSession {
   priority = 0;
   available = false;
   presence: Element | undefined;
-  private readonly conn: XmlConnection;
+  /** Resolves when the session has ended and its unacknowledged stanzas were handed on. */
+  readonly ended: Promise<void>;
+  private conn: XmlConnection;
   private readonly deps: C2sDeps;
   private readonly log: Logger;
+  private readonly lifecycle: StreamLifecycle;
+  private readonly sasl: SaslNegotiator;
   private phase: Phase = "header";
   private username: string | undefined;
-  private mechanism: SaslServerMechanism | undefined;
-  private mechanismName = "";
-  private authFailures = 0;
   private authTimer: NodeJS.Timeout | undefined;
   private bound = false;
   private idlePingSentAt: number | undefined;
   /** Set by an initial available presence until the event for it is emitted. */
   private initialPresence = false;
-  private readonly lifecycle: StreamLifecycle;
+  private sm: SmState | undefined;
+  private ackRequested = false;
+  private hibernateTimer: NodeJS.Timeout | undefined;
+  /** The transport is gone and the session waits to be resumed (XEP-0198 §6). */
+  private hibernating = false;
+  private finished = false;
+  /** This stream resumed another session and handed its connection over. */
+  private absorbed = false;
+  private resolveEnded!: () => void;
 
   constructor(conn: XmlConnection, deps: C2sDeps, lifecycle: StreamLifecycle = {}) {
     this.conn = conn;
     this.lifecycle = lifecycle;
     this.deps = deps;
     this.id = conn.id;
+    this.ended = new Promise((resolve) => {
+      this.resolveEnded = resolve;
+    });
     this.log = deps.log.child({ conn: conn.id, remote: conn.remoteAddress });
+    this.sasl = new SaslNegotiator(conn, {
+      domain: deps.domain,
+      requireTls: deps.settings.requireTls,
+      maxAuthFailures: deps.settings.maxAuthFailures,
+      credentials: deps.credentials,
+      metrics: deps.metrics,
+      log: this.log,
+    });
     deps.metrics.connections.inc({ kind: "c2s", state: "connected" });
     // Unauthenticated connections get a short deadline (slow-loris and flood protection).
     this.authTimer = setTimeout(
-      () => conn.streamError("connection-timeout", "authentication took too long"),
+      () => this.conn.streamError("connection-timeout", "authentication took too long"),
       deps.settings.authTimeoutMs,
     );
     this.authTimer.unref();
     conn.setIdleTimeout(deps.settings.idleTimeoutMs);
-    conn.start({
-      onHeader: (attrs) => this.onHeader(attrs),
-      onElement: (el) => this.onElement(el),
-      onClosed: (reason) => this.onClosed(reason),
-      onIdle: () => this.onIdle(),
-    });
+    conn.start(this.handler());
   }
 
   get authenticated(): boolean {
@@ -113,12 +136,33 @@ export class C2sStream implements LocalSession {
 
   // LocalSession
   send(stanza: Element): boolean {
+    if (this.finished) return false;
+    if (this.sm) {
+      this.sm.sent(stanza);
+      if (this.sm.unackedCount > this.deps.settings.maxUnacked) {
+        this.log.warn({ unacked: this.sm.unackedCount }, "client does not acknowledge stanzas: closing");
+        this.close("resource-constraint", "too many unacknowledged stanzas");
+        return true; // counted and queued: it goes to offline storage with the rest
+      }
+      if (this.hibernating) return true;
+      this.requestAck();
+    }
     return this.conn.send(stanza);
   }
 
   close(condition?: string, text?: string): void {
-    if (condition) this.conn.streamError(condition as StreamError["condition"], text);
+    if (this.hibernating) this.finish(condition ?? "closed");
+    else if (condition) this.conn.streamError(condition as StreamError["condition"], text);
     else this.conn.close();
+  }
+
+  private handler(): StreamHandler {
+    return {
+      onHeader: (attrs) => this.onHeader(attrs),
+      onElement: (el) => this.onElement(el),
+      onClosed: (reason) => this.onClosed(reason),
+      onIdle: () => this.onIdle(),
+    };
   }
 
   private onHeader(attrs: Record<string, string>): void {
@@ -144,20 +188,14 @@ export class C2sStream implements LocalSession {
       if (requireTls) return features;
     }
     if (!this.authenticated) {
-      const mechanisms = features.c("mechanisms", { xmlns: NS.sasl });
-      for (const name of selectMechanisms(this.saslContext())) mechanisms.c("mechanism").t(name);
-      const bindings = channelBindingTypes(this.saslContext());
-      if (bindings.length > 0) {
-        // XEP-0440 §3: tell clients which channel bindings our -PLUS mechanisms accept.
-        const cb = features.c("sasl-channel-binding", { xmlns: NS.saslChannelBinding });
-        for (const type of bindings) cb.c("channel-binding", { type });
-      }
+      this.sasl.addFeatures(features);
       if (this.conn.secure || !requireTls) this.phase = "auth";
       return features;
     }
     features.c("bind", { xmlns: NS.bind });
     // RFC 6121 Appendix E / RFC 3921 §3: old clients still send <session/>; it is a no-op.
     features.c("session", { xmlns: NS.session }).c("optional");
+    features.c("sm", { xmlns: NS_SM }); // XEP-0198 §3
     this.phase = "bind";
     return features;
   }
@@ -171,11 +209,12 @@ export class C2sStream implements LocalSession {
       // RFC 6120 §4.3.3: no stanzas before the mandatory features (TLS, SASL) are negotiated.
       throw new StreamError("not-authorized", "authenticate first");
     }
-    const kind = stanzaKind(el);
-    if (!kind || (ns !== undefined && ns !== STREAM_NS_CLIENT)) {
+    if (ns === NS_SM) return this.onStreamManagement(el);
+    if (!stanzaKind(el) || (ns !== undefined && ns !== NS.client)) {
       throw new StreamError("unsupported-stanza-type", `<${el.name}/> is not a stanza`); // RFC 6120 §4.9.3.24
     }
     if (this.phase === "bind") return this.onBindPhase(el);
+    this.sm?.received(); // XEP-0198 §4: every stanza counts, whatever becomes of it
     return this.onStanza(el);
   }
 
@@ -193,84 +232,17 @@ export class C2sStream implements LocalSession {
     }
   }
 
-  private saslContext(): SaslContext {
-    return {
-      secure: this.conn.secure,
-      channelBinding: (type) =>
-        this.conn.secure ? channelBindingData(this.conn.socket as TLSSocket, type) : undefined,
-      credentials: this.deps.credentials,
-    };
-  }
-
   private async onSasl(el: Element): Promise<void> {
     if (this.authenticated || (this.phase !== "auth" && this.phase !== "tls")) {
       throw new StreamError("policy-violation", "SASL is not expected now");
     }
-    try {
-      if (el.name === "auth") {
-        if (!this.conn.secure && this.deps.settings.requireTls) {
-          throw new SaslFailure("encryption-required"); // RFC 6120 §6.5.6
-        }
-        const name = el.attrs.mechanism ?? "";
-        const ctx = this.saslContext();
-        const factory = findMechanism(name, ctx);
-        if (!factory) {
-          throw new SaslFailure("invalid-mechanism", `mechanism ${name || "(none)"} is not offered`);
-        }
-        this.mechanism = factory.create(ctx);
-        this.mechanismName = name;
-        const text = el.text();
-        // RFC 6120 §6.4.2: no initial response → an empty challenge asks for it.
-        if (text === "") {
-          this.conn.send(new Element("challenge", { xmlns: NS.sasl }));
-          return;
-        }
-        return await this.saslStep(decodeBase64(text));
-      }
-      if (el.name === "response") {
-        if (!this.mechanism) throw new SaslFailure("malformed-request", "no authentication in progress");
-        return await this.saslStep(decodeBase64(el.text()));
-      }
-      if (el.name === "abort") throw new SaslFailure("aborted"); // RFC 6120 §6.4.4
-      throw new StreamError("policy-violation", `unexpected SASL element <${el.name}/>`);
-    } catch (err) {
-      if (!(err instanceof SaslFailure)) throw err;
-      this.saslFailed(err);
-    }
-  }
-
-  private async saslStep(input: Buffer): Promise<void> {
-    const step = await this.mechanism!.step(input);
-    if (step.kind === "challenge") {
-      this.conn.send(new Element("challenge", { xmlns: NS.sasl }).t(step.data.toString("base64")));
-      return;
-    }
-    checkAuthzid(step, this.deps.domain);
-    this.username = step.username;
-    this.mechanism = undefined;
-    const success = new Element("success", { xmlns: NS.sasl });
-    if (step.data) success.t(step.data.toString("base64")); // RFC 6120 §6.3.10
-    this.conn.send(success);
-    this.conn.resetStream();
+    const username = await this.sasl.handle(el);
+    if (!username) return;
+    this.username = username;
+    this.conn.resetStream(); // RFC 6120 §6.4.6
     this.phase = "header";
     this.deps.metrics.connections.inc({ kind: "c2s", state: "authenticated" });
     this.lifecycle.authenticated?.();
-    this.log.info({ user: step.username, mechanism: this.mechanismName }, "authenticated");
-  }
-
-  private saslFailed(err: SaslFailure): void {
-    this.mechanism = undefined;
-    this.authFailures++;
-    this.deps.metrics.authFailures.inc({ mechanism: this.mechanismName || "none", reason: err.condition });
-    this.log.info({ mechanism: this.mechanismName, reason: err.condition }, "authentication failed");
-    const failure = new Element("failure", { xmlns: NS.sasl });
-    failure.c(err.condition);
-    if (err.text) failure.c("text", { "xml:lang": "en" }).t(err.text);
-    this.conn.send(failure);
-    // RFC 6120 §6.4.5: a configurable number of retries, then policy-violation.
-    if (this.authFailures >= this.deps.settings.maxAuthFailures) {
-      this.conn.streamError("policy-violation", "too many failed authentication attempts");
-    }
   }
 
   /** RFC 6120 §7: only <bind/> (and the legacy <session/>) are allowed before a resource is bound. */
@@ -310,6 +282,125 @@ export class C2sStream implements LocalSession {
     this.deps.events.sessionBound(this);
   }
 
+  /** XEP-0198: <enable/>, <r/>, <a/> and <resume/>. */
+  private onStreamManagement(el: Element): void {
+    switch (el.name) {
+      case "enable":
+        this.enableSm(el);
+        return;
+      case "resume":
+        this.resume(el);
+        return;
+      case "r":
+        // XEP-0198 §5: answer with the count of stanzas handled so far.
+        if (this.sm) this.conn.send(new Element("a", { xmlns: NS_SM, h: String(this.sm.inbound) }));
+        return;
+      case "a": {
+        if (!this.sm) return;
+        this.ackRequested = false;
+        const h = parseH(el.attrs.h);
+        if (h === undefined || !this.sm.ack(h)) {
+          // XEP-0198 §4: acknowledging more than was sent ends the stream.
+          throw new StreamError(
+            "undefined-condition",
+            `handled-count-too-high: h=${el.attrs.h}, sent ${this.sm.sentCount}`,
+          );
+        }
+        if (this.sm.unackedCount > 0) this.requestAck();
+        return;
+      }
+      default:
+        throw new StreamError("unsupported-stanza-type", `<${el.name}/> is not part of XEP-0198`);
+    }
+  }
+
+  private smFailed(condition: string, h?: number): void {
+    const failed = new Element("failed", { xmlns: NS_SM, ...(h === undefined ? {} : { h: String(h) }) });
+    failed.c(condition, { xmlns: NS.stanzaErrors });
+    this.conn.send(failed);
+  }
+
+  /** XEP-0198 §4: enable after binding, at most once per session. */
+  private enableSm(el: Element): void {
+    if (this.phase !== "ready" || this.sm) {
+      this.smFailed("unexpected-request");
+      return;
+    }
+    const wantsResume = el.attrs.resume === "true" || el.attrs.resume === "1";
+    const { resumeTimeoutMs } = this.deps.settings;
+    const resumable = wantsResume && resumeTimeoutMs > 0;
+    const id = randomBytes(18).toString("base64url");
+    this.sm = new SmState(id, resumable);
+    const attrs: Record<string, string> = { xmlns: NS_SM };
+    if (resumable) {
+      this.deps.resumable.set(id, this);
+      const requested = parseH(el.attrs.max);
+      const max = Math.min(
+        requested && requested > 0 ? requested : Number.POSITIVE_INFINITY,
+        resumeTimeoutMs / 1000,
+      );
+      attrs.id = id;
+      attrs.resume = "true";
+      attrs.max = String(Math.floor(max));
+    }
+    this.conn.send(new Element("enabled", attrs));
+    this.log.debug({ resumable }, "stream management enabled");
+  }
+
+  /** XEP-0198 §6: a new stream (authenticated, not bound) takes over a dropped session. */
+  private resume(el: Element): void {
+    if (this.phase !== "bind") {
+      this.smFailed("unexpected-request");
+      return;
+    }
+    const previous = this.deps.resumable.get(el.attrs.previd ?? "");
+    const h = parseH(el.attrs.h);
+    if (!previous || previous.jid.bare !== `${this.username}@${this.deps.domain}` || h === undefined) {
+      this.smFailed("item-not-found");
+      return;
+    }
+    if (this.authTimer) clearTimeout(this.authTimer);
+    this.absorbed = true;
+    previous.takeOver(this.conn, h);
+    this.lifecycle.closed?.();
+  }
+
+  /** Moves this session onto `conn`, acknowledges up to `h` and resends what is still unacknowledged. */
+  private takeOver(conn: XmlConnection, h: number): void {
+    const sm = this.sm!;
+    if (!sm.ack(h)) {
+      conn.streamError("undefined-condition", `handled-count-too-high: h=${h}, sent ${sm.sentCount}`);
+      return;
+    }
+    if (this.hibernateTimer) clearTimeout(this.hibernateTimer);
+    const old = this.conn;
+    if (!this.hibernating) {
+      // The client came back before we noticed the old connection die: drop it quietly.
+      old.rebind(undefined);
+      old.close();
+      this.deps.metrics.connections.dec({ kind: "c2s", state: "connected" });
+      this.deps.metrics.connections.dec({ kind: "c2s", state: "authenticated" });
+    }
+    this.hibernating = false;
+    this.ackRequested = false;
+    this.conn = conn;
+    conn.rebind(this.handler());
+    if (this.deps.settings.keepaliveMs > 0) conn.setKeepalive(this.deps.settings.keepaliveMs);
+    conn.send(new Element("resumed", { xmlns: NS_SM, previd: sm.id, h: String(sm.inbound) }));
+    for (const { stanza } of sm.pending()) conn.send(stanza);
+    if (sm.unackedCount > 0) this.requestAck();
+    this.log.info({ jid: this.jid.full, resent: sm.unackedCount }, "session resumed");
+  }
+
+  /** XEP-0198 §5: ask for an ack once per burst of outgoing stanzas. */
+  private requestAck(): void {
+    if (this.ackRequested || this.hibernating) return;
+    this.ackRequested = true;
+    setImmediate(() => {
+      if (!this.hibernating && !this.finished) this.conn.send(new Element("r", { xmlns: NS_SM }));
+    });
+  }
+
   /**
    * A quiet client is not a dead one (devices sleep): after the idle timeout we ping it
    * (XEP-0199 §4.1, server-to-client) and close only if nothing at all arrives by the next one.
@@ -331,7 +422,7 @@ export class C2sStream implements LocalSession {
       to: this.jid.full,
     });
     ping.c("ping", { xmlns: NS.ping });
-    this.conn.send(ping);
+    this.send(ping);
   }
 
   private async onStanza(el: Element): Promise<void> {
@@ -345,22 +436,18 @@ export class C2sStream implements LocalSession {
     }
     el.attrs.from = this.jid.full;
     if (el.name === "iq") {
+      const type = el.attrs.type;
       // The answer to our idle ping needs no routing.
-      if (
-        (el.attrs.type === "result" || el.attrs.type === "error") &&
-        el.attrs.id?.startsWith(IDLE_PING_PREFIX)
-      ) {
-        return;
-      }
+      if ((type === "result" || type === "error") && el.attrs.id?.startsWith(IDLE_PING_PREFIX)) return;
       const problem = iqProblem(el);
       if (problem) {
-        this.conn.send(errorReply(el, new StanzaError("bad-request", problem)));
+        this.send(errorReply(el, new StanzaError("bad-request", problem)));
         return;
       }
       // RFC 3921 §3: the legacy session request just succeeds.
       const payload = el.getChildElements()[0];
-      if (!el.attrs.to && el.attrs.type === "set" && payload?.is("session", NS.session)) {
-        this.conn.send(iqResult(el));
+      if (!el.attrs.to && type === "set" && payload?.is("session", NS.session)) {
+        this.send(iqResult(el));
         return;
       }
     }
@@ -392,14 +479,54 @@ export class C2sStream implements LocalSession {
     if (this.authTimer) clearTimeout(this.authTimer);
     this.deps.metrics.connections.dec({ kind: "c2s", state: "connected" });
     if (this.authenticated) this.deps.metrics.connections.dec({ kind: "c2s", state: "authenticated" });
+    this.log.debug({ reason }, "connection closed");
+    if (this.absorbed) return; // the connection lives on in the session it resumed
+    // XEP-0198 §6: a connection lost without a closing handshake may be resumed.
+    if (this.bound && this.sm?.resumable && reason === "transport lost") {
+      this.hibernating = true;
+      this.hibernateTimer = setTimeout(
+        () => this.finish("not resumed in time"),
+        this.deps.settings.resumeTimeoutMs,
+      );
+      this.hibernateTimer.unref();
+      this.log.info(
+        { jid: this.jid.full, unacked: this.sm.unackedCount },
+        "connection lost: waiting for resumption",
+      );
+      return;
+    }
+    this.finish(reason);
+  }
+
+  /**
+   * The session is over. Stanzas the client never acknowledged are not lost (XEP-0198 §4, "no
+   * silent loss"): messages are routed again (to another resource or to offline storage) and
+   * requests bounce to their senders.
+   */
+  private finish(reason: string): void {
+    if (this.finished) return;
+    this.finished = true;
+    if (this.hibernateTimer) clearTimeout(this.hibernateTimer);
+    if (this.sm) this.deps.resumable.delete(this.sm.id);
+    const handOver: Promise<void>[] = [];
     if (this.bound) {
       this.deps.sessions.remove(this);
       this.deps.events.sessionEnded(this, reason);
       this.available = false;
       this.presence = undefined;
+      for (const { stanza } of this.sm?.takeUnacked() ?? []) handOver.push(this.handUndelivered(stanza));
     }
-    this.log.debug({ reason }, "connection closed");
     this.lifecycle.closed?.();
+    void Promise.allSettled(handOver).then(() => this.resolveEnded());
+  }
+
+  private async handUndelivered(stanza: Element): Promise<void> {
+    const type = stanza.attrs.type;
+    if (stanza.name === "message" && type !== "error") {
+      await this.deps.router.route(stanza);
+    } else if (stanza.name === "iq" && (type === "get" || type === "set")) {
+      this.deps.router.bounce(stanza, new StanzaError("service-unavailable", "the recipient went away"));
+    }
   }
 }
 
@@ -412,14 +539,4 @@ function iqProblem(iq: Element): string | undefined {
     return "an iq get or set carries exactly one child element";
   }
   return undefined;
-}
-
-/** RFC 4648 §4 base64; "=" alone is the empty response (RFC 6120 §6.4.2). */
-function decodeBase64(text: string): Buffer {
-  const trimmed = text.trim();
-  if (trimmed === "=") return Buffer.alloc(0);
-  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(trimmed) || trimmed.length % 4 !== 0) {
-    throw new SaslFailure("incorrect-encoding"); // RFC 6120 §6.5.4
-  }
-  return Buffer.from(trimmed, "base64");
 }

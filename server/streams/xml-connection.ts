@@ -107,6 +107,11 @@ export class XmlConnection {
     this.socket.resume();
   }
 
+  /** Hands the stream to another handler (XEP-0198 resumption); undefined = ignore the rest. */
+  rebind(handler: StreamHandler | undefined): void {
+    this.handler = handler;
+  }
+
   get isOpen(): boolean {
     return !this.closing && !this.closed;
   }
