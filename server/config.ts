@@ -126,7 +126,9 @@ const ENV_OVERRIDES: ReadonlyArray<[string, string[], (v: string) => unknown]> =
   ["HANSE_LOG_LEVEL", ["log", "level"], String],
   ["HANSE_C2S_PORT", ["c2s", "port"], Number],
   ["HANSE_C2S_TLS_PORT", ["c2s", "tls_port"], Number],
+  ["HANSE_C2S_BIND", ["c2s", "bind"], String],
   ["HANSE_HTTP_PORT", ["http", "port"], Number],
+  ["HANSE_HTTP_BIND", ["http", "bind"], String],
 ];
 
 /** Turns zod issues into one line per key: "c2s.port: expected number, received string". */
@@ -180,7 +182,14 @@ export function loadConfig(file?: string, env: NodeJS.ProcessEnv = process.env):
   }
   for (const [name, keyPath, convert] of ENV_OVERRIDES) {
     const value = env[name];
-    if (value !== undefined && value !== "") setPath(raw, keyPath, convert(value));
+    if (value === undefined || value === "") continue;
+    const converted = convert(value);
+    if (typeof converted === "number" && !Number.isFinite(converted)) {
+      throw new ConfigError(
+        `environment variable ${name}=${value}: expected a number (${keyPath.join(".")})`,
+      );
+    }
+    setPath(raw, keyPath, converted);
   }
   const config = parseConfig(raw, path ? `config file ${path}` : "configuration");
   config.data_dir = resolve(config.data_dir);

@@ -11,6 +11,7 @@ import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
 import { modules } from "../modules.ts";
 import { accountMigrations } from "./accounts/migrations.ts";
+import { preparePassword } from "./accounts/scram-credentials.ts";
 import { createAccountStore } from "./accounts/store.ts";
 import { startBroker } from "./broker.ts";
 import { type Config, loadConfig } from "./config.ts";
@@ -28,7 +29,7 @@ options:
   --config FILE   TOML configuration file
   --help          this text`;
 
-/** An error whose message is all the user needs (no stack trace). */
+/** The command line itself is wrong: exit code 2, as usual for usage errors. */
 class UsageError extends Error {}
 
 async function main(argv: string[]): Promise<number> {
@@ -83,19 +84,24 @@ function localpartOf(config: Config, input: string | undefined): string {
     if (!input.includes("@")) return normalizeLocalpart(input);
     const jid = parseJid(input);
     if (jid.domain !== config.domain) {
-      throw new UsageError(`${input} is not on this broker's domain (${config.domain})`);
+      throw new Error(`${input} is not on this broker's domain (${config.domain})`);
     }
-    if (jid.resource) throw new UsageError("give a bare JID (no /resource)");
+    if (jid.resource) throw new Error("give a bare JID (no /resource)");
     return jid.local;
   } catch (err) {
-    if (err instanceof JidError) throw new UsageError(`invalid JID ${input}: ${err.message}`);
+    if (err instanceof JidError) throw new Error(`invalid JID ${input}: ${err.message}`);
     throw err;
   }
 }
 
 async function readPassword(file: string | undefined): Promise<string> {
   if (file) {
-    const text = readFileSync(file === "-" ? 0 : file, "utf8");
+    let text: string;
+    try {
+      text = readFileSync(file === "-" ? 0 : file, "utf8");
+    } catch (err) {
+      throw new Error(`cannot read password file ${file}: ${(err as NodeJS.ErrnoException).code ?? err}`);
+    }
     return text.split(/\r?\n/)[0] ?? "";
   }
   if (!process.stdin.isTTY) {
@@ -105,7 +111,7 @@ async function readPassword(file: string | undefined): Promise<string> {
   }
   const first = await prompt("Password: ");
   const second = await prompt("Again: ");
-  if (first !== second) throw new UsageError("the passwords differ");
+  if (first !== second) throw new Error("the passwords differ");
   return first;
 }
 
@@ -129,6 +135,8 @@ async function user(config: Config, sub: string | undefined, arg: string | undef
   if (!sub || !actions.includes(sub)) throw new UsageError(`hanse user ${actions.join("|")}\n${USAGE}`);
   const username = sub === "list" ? "" : localpartOf(config, arg);
   const password = sub === "add" || sub === "passwd" ? await readPassword(passwordFile) : "";
+  // Refuse an unusable password before touching the database (RFC 4013 SASLprep).
+  if (sub === "add" || sub === "passwd") preparePassword(password);
   const storage = await openStorage(config, silentLogger(), { role: "cli" });
   try {
     await storage.migrate("accounts", accountMigrations);
@@ -140,11 +148,12 @@ async function user(config: Config, sub: string | undefined, arg: string | undef
         console.log(`created ${jid}`);
         break;
       case "passwd":
+        if (!(await accounts.exists(username))) throw new Error(`no account ${jid}`);
         await accounts.setPassword(username, password);
         console.log(`password changed for ${jid}`);
         break;
       case "del":
-        if (!(await accounts.delete(username))) throw new UsageError(`no account ${jid}`);
+        if (!(await accounts.delete(username))) throw new Error(`no account ${jid}`);
         console.log(`deleted ${jid}`);
         break;
       default:
@@ -164,6 +173,6 @@ main(process.argv.slice(2)).then(
     // Expected failures (bad config, port taken, locked data dir…) print one clear line.
     process.stderr.write(`hanse: ${err.message}\n`);
     if (process.env.HANSE_DEBUG) process.stderr.write(`${err.stack}\n`);
-    process.exitCode = 1;
+    process.exitCode = err instanceof UsageError ? 2 : 1;
   },
 );
