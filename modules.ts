@@ -4,8 +4,17 @@
  */
 import { discoModule } from "./extensions/disco/disco.ts";
 import { pingModule } from "./extensions/ping/ping.ts";
+import { presenceModule } from "./extensions/presence/presence.ts";
+import { rosterModule } from "./extensions/roster/roster.ts";
 import { timeModule } from "./extensions/time/time.ts";
 import { versionModule } from "./extensions/version/version.ts";
 import type { Module } from "./server/modules/module.ts";
 
-export const modules: readonly Module[] = [discoModule, pingModule, versionModule, timeModule];
+export const modules: readonly Module[] = [
+  discoModule,
+  pingModule,
+  versionModule,
+  timeModule,
+  rosterModule,
+  presenceModule,
+];

@@ -142,6 +142,7 @@ export async function startBroker(opts: BrokerOptions & { ephemeralPorts?: boole
           maxUnacked: c2s.max_unacked,
         },
         resumable: new Map(),
+        streamFeatures: host.streamFeatures,
         router,
         sessions,
         credentials: async (username, hash) => {

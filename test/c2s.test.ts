@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { startTestBroker, type TestBroker } from "../server/testing/broker.ts";
+import { RawStream } from "./support/raw-stream.ts";
 import { type ClientMechanismName, connectClient, type TestClient, xml } from "./support/xmpp-client.ts";
 
 describe("client connections", () => {
@@ -153,5 +154,29 @@ describe("client connections", () => {
     );
     assert.equal(result.attrs.type, "result");
     await client.stop();
+  });
+
+  test("after authentication the features offer bind, session, stream management and module features", async () => {
+    const raw = await RawStream.login({
+      port: broker.ports.c2s!,
+      ca: broker.certificatePem,
+      username: "bob",
+      password: "bob-secret",
+      bind: false,
+    });
+    try {
+      const features = raw.text.slice(raw.text.lastIndexOf("<stream:features"));
+      for (const ns of [
+        "urn:ietf:params:xml:ns:xmpp-bind",
+        "urn:ietf:params:xml:ns:xmpp-session",
+        "urn:xmpp:sm:3",
+        "urn:xmpp:features:rosterver",
+        "urn:xmpp:features:pre-approval",
+      ]) {
+        assert.match(features, new RegExp(`xmlns=["']${ns}["']`), `feature ${ns}`);
+      }
+    } finally {
+      raw.destroy();
+    }
   });
 });

@@ -74,6 +74,8 @@ export function validateModuleConfig(
 }
 
 export class ModuleHost {
+  /** Stream features modules offer after authentication (read by the c2s streams). */
+  readonly streamFeatures: Element[] = [];
   private readonly deps: ModuleHostDeps;
   private readonly started: Module[] = [];
   private readonly timers: NodeJS.Timeout[] = [];
@@ -120,6 +122,9 @@ export class ModuleHost {
       policy: (hook, priority) => router.addPolicy(hook, priority),
       feature: (ns) => {
         host.features.add(ns);
+      },
+      streamFeature: (feature) => {
+        this.streamFeatures.push(feature);
       },
       identity: (category, type, name) => {
         host.identities.push(name ? { category, type, name } : { category, type });

@@ -89,6 +89,11 @@ export interface ModuleApi {
   on(kind: StanzaKind, to: Target, hook: StanzaHook, priority?: number): void;
   /** Runs before dispatch for every routed stanza: authorise, meter, rate-limit. */
   policy(hook: StanzaHook, priority?: number): void;
+  /**
+   * A stream feature offered to clients after authentication, next to <bind/> (RFC 6120 §4.3.2),
+   * e.g. RFC 6121 §2.6.1 <ver xmlns='urn:xmpp:features:rosterver'/>.
+   */
+  streamFeature(feature: Element): void;
   /** XEP-0030: contribute a feature / identity to this host's disco#info. */
   feature(ns: string): void;
   identity(category: string, type: string, name?: string): void;

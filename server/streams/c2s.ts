@@ -51,6 +51,8 @@ export interface C2sDeps {
   readonly events: C2sEvents;
   /** XEP-0198 resumable sessions by stream-management id (shared by all client streams). */
   readonly resumable: Map<string, C2sStream>;
+  /** Features modules offer after authentication (roster versioning, pre-approval, …). */
+  readonly streamFeatures: readonly Element[];
 }
 
 export interface C2sEvents {
@@ -196,6 +198,7 @@ export class C2sStream implements LocalSession {
     // RFC 6121 Appendix E / RFC 3921 §3: old clients still send <session/>; it is a no-op.
     features.c("session", { xmlns: NS.session }).c("optional");
     features.c("sm", { xmlns: NS_SM }); // XEP-0198 §3
+    for (const feature of this.deps.streamFeatures) features.cnode(feature);
     this.phase = "bind";
     return features;
   }
