@@ -2,7 +2,10 @@
  * The modules Hanse runs, in one array (DESIGN.md §2): the broker loads exactly these, in
  * dependency order. Add a feature by adding its module here.
  */
+import { blockingModule } from "./extensions/blocking/blocking.ts";
+import { carbonsModule } from "./extensions/carbons/carbons.ts";
 import { discoModule } from "./extensions/disco/disco.ts";
+import { offlineModule } from "./extensions/offline/offline.ts";
 import { pingModule } from "./extensions/ping/ping.ts";
 import { presenceModule } from "./extensions/presence/presence.ts";
 import { rosterModule } from "./extensions/roster/roster.ts";
@@ -15,6 +18,9 @@ export const modules: readonly Module[] = [
   pingModule,
   versionModule,
   timeModule,
+  offlineModule,
   rosterModule,
   presenceModule,
+  carbonsModule,
+  blockingModule,
 ];
