@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { startTestBroker, type TestBroker } from "../server/testing/broker.ts";
-import { connectClient, type Element, type TestClient, xml } from "./support/xmpp-client.ts";
+import { type Element, loginTo, type TestClient, xml } from "./support/xmpp-client.ts";
 
 const CARBONS = "urn:xmpp:carbons:2";
 const FORWARD = "urn:xmpp:forward:0";
@@ -45,14 +45,7 @@ class Users {
 
   async login(username: string, resource: string, priority?: number): Promise<TestClient> {
     const broker = this.broker();
-    const client = await connectClient({
-      service: `xmpp://127.0.0.1:${broker.ports.c2s}`,
-      domain: "localhost",
-      username,
-      password: `${username}-pw`,
-      ca: broker.certificatePem,
-      resource,
-    });
+    const client = await loginTo(broker, username, `${username}-pw`, { resource });
     this.clients.push(client);
     if (priority !== undefined) {
       await client.send(xml("presence", {}, xml("priority", {}, String(priority))));

@@ -8,19 +8,12 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { startTestBroker, type TestBroker } from "../server/testing/broker.ts";
-import { connectClient, type Element, type TestClient, xml } from "./support/xmpp-client.ts";
+import { connectClient, type Element, loginTo, type TestClient, xml } from "./support/xmpp-client.ts";
 
 const DELAY = "urn:xmpp:delay";
 
 function login(broker: TestBroker, username: string, resource?: string): Promise<TestClient> {
-  return connectClient({
-    service: `xmpp://127.0.0.1:${broker.ports.c2s}`,
-    domain: "localhost",
-    username,
-    password: `${username}-pw`,
-    ca: broker.certificatePem,
-    ...(resource ? { resource } : {}),
-  });
+  return loginTo(broker, username, `${username}-pw`, resource ? { resource } : {});
 }
 
 /** A ping round trip: everything the client sent before has been processed by the server. */

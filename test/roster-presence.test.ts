@@ -25,7 +25,7 @@ import {
   setItem,
 } from "../extensions/roster/testing.ts";
 import { startTestBroker, type TestBroker } from "../server/testing/broker.ts";
-import { connectClient, type Element, type TestClient, xml } from "./support/xmpp-client.ts";
+import { type Element, loginTo, type TestClient, xml } from "./support/xmpp-client.ts";
 
 const condition = (err: unknown) => (err as { condition?: string }).condition;
 
@@ -51,14 +51,7 @@ describe("rosters and presence", () => {
   });
 
   const connect: Connect = async (username, resource) => {
-    const client = await connectClient({
-      service: `xmpp://127.0.0.1:${broker.ports.c2s}`,
-      domain: "localhost",
-      username,
-      password: `${username}-pw`,
-      ca: broker.certificatePem,
-      ...(resource ? { resource } : {}),
-    });
+    const client = await loginTo(broker, username, `${username}-pw`, resource ? { resource } : {});
     clients.push(client);
     return client;
   };

@@ -8,7 +8,7 @@ import { after, before, describe, test } from "node:test";
 import { modules } from "../modules.ts";
 import type { Module } from "../server/modules/module.ts";
 import { startTestBroker, type TestBroker } from "../server/testing/broker.ts";
-import { connectClient, type Element, type TestClient, xml } from "./support/xmpp-client.ts";
+import { type Element, loginTo, type TestClient, xml } from "./support/xmpp-client.ts";
 
 const DISCO_INFO = "http://jabber.org/protocol/disco#info";
 const DISCO_ITEMS = "http://jabber.org/protocol/disco#items";
@@ -43,7 +43,8 @@ describe("routing and server answers", () => {
     // Without offline storage, so the RFC 6121 default answers are what is tested here
     // (test/offline.test.ts covers storage).
     broker = await startTestBroker({
-      modules: [...modules.filter((m) => m.name !== "offline"), exampleComponent],
+      // The real registry (thing-registry) would take the example component's address.
+      modules: [...modules.filter((m) => m.name !== "offline" && m.name !== "thing-registry"), exampleComponent],
     });
     for (const name of ["alice", "bob", "carol"]) await broker.addUser(name, `${name}-pw`);
   });
@@ -53,14 +54,7 @@ describe("routing and server answers", () => {
   });
 
   async function login(username: string, resource?: string, presence?: Element): Promise<TestClient> {
-    const client = await connectClient({
-      service: `xmpp://127.0.0.1:${broker.ports.c2s}`,
-      domain: "localhost",
-      username,
-      password: `${username}-pw`,
-      ca: broker.certificatePem,
-      ...(resource ? { resource } : {}),
-    });
+    const client = await loginTo(broker, username, `${username}-pw`, resource ? { resource } : {});
     clients.push(client);
     if (presence) {
       await client.send(presence);

@@ -11,7 +11,7 @@ import { describe, test } from "node:test";
 import { startTestBroker } from "../../server/testing/broker.ts";
 import { startBrokerProcess, writePasswordFile } from "../../test/support/broker-process.ts";
 import { createDatabase } from "../../test/support/postgres.ts";
-import { connectClient, type TestClient, xml } from "../../test/support/xmpp-client.ts";
+import { loginTo, type TestClient, xml } from "../../test/support/xmpp-client.ts";
 import {
   assertItem,
   type Connect,
@@ -104,14 +104,7 @@ for (const engine of ["embedded", "postgres"] as const) {
       t.after(() => broker.stop());
       for (const u of USERS) await broker.addUser(u, password(u));
       const connect: Connect = (username, resource) =>
-        connectClient({
-          service: `xmpp://127.0.0.1:${broker.ports.c2s}`,
-          domain: "localhost",
-          username,
-          password: password(username),
-          ca: broker.certificatePem,
-          ...(resource ? { resource } : {}),
-        });
+        loginTo(broker, username, password(username), resource ? { resource } : {});
       const version = await makeFriends(connect);
       await broker.stop();
       broker = await startTestBroker({

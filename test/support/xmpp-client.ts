@@ -559,3 +559,27 @@ export async function connectClient(opts: ConnectOptions): Promise<TestClient> {
     clearTimeout(timer);
   }
 }
+
+/** What a test needs to know about a broker to log in to it (a TestBroker fits). */
+export interface BrokerEndpoint {
+  readonly domain: string;
+  readonly ports: { readonly c2s?: number | undefined };
+  readonly certificatePem: string;
+}
+
+/** Logs in to a test broker over STARTTLS on loopback, trusting its certificate. */
+export function loginTo(
+  broker: BrokerEndpoint,
+  username: string,
+  password: string,
+  opts: Partial<Omit<ConnectOptions, "username" | "password">> = {},
+): Promise<TestClient> {
+  return connectClient({
+    service: `xmpp://127.0.0.1:${broker.ports.c2s}`,
+    domain: broker.domain,
+    username,
+    password,
+    ca: broker.certificatePem,
+    ...opts,
+  });
+}
