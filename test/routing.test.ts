@@ -44,7 +44,10 @@ describe("routing and server answers", () => {
     // (test/offline.test.ts covers storage).
     broker = await startTestBroker({
       // The real registry (thing-registry) would take the example component's address.
-      modules: [...modules.filter((m) => m.name !== "offline" && m.name !== "thing-registry"), exampleComponent],
+      modules: [
+        ...modules.filter((m) => m.name !== "offline" && m.name !== "thing-registry"),
+        exampleComponent,
+      ],
     });
     for (const name of ["alice", "bob", "carol"]) await broker.addUser(name, `${name}-pw`);
   });
