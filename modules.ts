@@ -8,10 +8,12 @@ import { discoModule } from "./extensions/disco/disco.ts";
 import { offlineModule } from "./extensions/offline/offline.ts";
 import { pingModule } from "./extensions/ping/ping.ts";
 import { presenceModule } from "./extensions/presence/presence.ts";
+import { registerModule } from "./extensions/register/register.ts";
 import { rosterModule } from "./extensions/roster/roster.ts";
 import { timeModule } from "./extensions/time/time.ts";
 import { versionModule } from "./extensions/version/version.ts";
 import type { Module } from "./server/modules/module.ts";
+import { thingRegistryModule } from "./thing-registry/module.ts";
 
 export const modules: readonly Module[] = [
   discoModule,
@@ -23,4 +25,6 @@ export const modules: readonly Module[] = [
   presenceModule,
   carbonsModule,
   blockingModule,
+  registerModule,
+  thingRegistryModule,
 ];

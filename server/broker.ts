@@ -19,6 +19,7 @@ import { createLogger, type Logger } from "./observability/logger.ts";
 import { createMetrics, type Metrics } from "./observability/metrics.ts";
 import { type DeliveryObserver, Router } from "./routing/router.ts";
 import { SessionDirectory } from "./routing/sessions.ts";
+import { type S2sService, startS2s } from "./s2s/service.ts";
 import type { Storage } from "./storage/db.ts";
 import { openStorage } from "./storage/open.ts";
 import { createC2sAcceptor } from "./streams/c2s-listener.ts";
@@ -48,7 +49,15 @@ export interface Broker {
   readonly router: Router;
   readonly sessions: SessionDirectory;
   /** Bound ports (the real ones when the config asked for 0 in tests). */
-  readonly ports: { readonly c2s?: number; readonly c2sTls?: number; readonly http?: number };
+  readonly ports: {
+    readonly c2s?: number;
+    readonly c2sTls?: number;
+    readonly http?: number;
+    readonly s2s?: number;
+    readonly s2sTls?: number;
+  };
+  /** Federation: outgoing link pool and incoming s2s streams. */
+  readonly s2s: S2sService;
   /** PEM of the certificate the listeners present (tests trust it). */
   readonly certificatePem: string;
   stop(): Promise<void>;
@@ -127,6 +136,16 @@ export async function startBroker(opts: BrokerOptions & { ephemeralPorts?: boole
     });
     await host.start(opts.modules);
     cleanup.push(() => host.stop());
+    // After the modules (stopped before them): their last presence still goes out over s2s.
+    const s2s = await startS2s({
+      config,
+      router,
+      material,
+      log,
+      metrics,
+      ...(opts.ephemeralPorts && { ephemeralPorts: true }),
+    });
+    cleanup.push(() => s2s.stop());
 
     const c2s = config.c2s;
     const acceptor = createC2sAcceptor({
@@ -143,6 +162,7 @@ export async function startBroker(opts: BrokerOptions & { ephemeralPorts?: boole
         },
         resumable: new Map(),
         streamFeatures: host.streamFeatures,
+        preAuth: { features: host.preAuthFeatures, handle: (iq, stream) => host.handlePreAuthIq(iq, stream) },
         router,
         sessions,
         credentials: async (username, hash) => {
@@ -172,8 +192,10 @@ export async function startBroker(opts: BrokerOptions & { ephemeralPorts?: boole
       log,
     });
     const listeners: Listener[] = [];
-    const ports: { c2s?: number; c2sTls?: number; http?: number } = {};
+    const ports: { c2s?: number; c2sTls?: number; http?: number; s2s?: number; s2sTls?: number } = {};
     if (http) ports.http = http.port;
+    if (s2s.port !== undefined) ports.s2s = s2s.port;
+    if (s2s.tlsPort !== undefined) ports.s2sTls = s2s.tlsPort;
     if (wantPort(c2s.port)) {
       const l = await listenTcp({
         port: c2s.port,
@@ -228,6 +250,7 @@ export async function startBroker(opts: BrokerOptions & { ephemeralPorts?: boole
       router,
       sessions,
       ports,
+      s2s,
       certificatePem: certificate.certPem,
       stop,
     };

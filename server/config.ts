@@ -8,6 +8,7 @@ import { resolve } from "node:path";
 import { parse as parseToml } from "smol-toml";
 import { z } from "zod";
 import { normalizeDomainpart } from "./jid.ts";
+import { s2sConfigSchema } from "./s2s/config.ts";
 
 const port = z.number().int().min(0).max(65535);
 const domainName = z.string().transform((d, ctx) => {
@@ -90,6 +91,8 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    /** Federation: server-to-server listener, policy and routes (server/s2s/config.ts). */
+    s2s: s2sConfigSchema,
     http: z
       .object({
         /** Metrics, and later the portal; 0 disables it. Loopback by default. */
@@ -127,6 +130,8 @@ const ENV_OVERRIDES: ReadonlyArray<[string, string[], (v: string) => unknown]> =
   ["HANSE_C2S_PORT", ["c2s", "port"], Number],
   ["HANSE_C2S_TLS_PORT", ["c2s", "tls_port"], Number],
   ["HANSE_C2S_BIND", ["c2s", "bind"], String],
+  ["HANSE_S2S_PORT", ["s2s", "port"], Number],
+  ["HANSE_S2S_BIND", ["s2s", "bind"], String],
   ["HANSE_HTTP_PORT", ["http", "port"], Number],
   ["HANSE_HTTP_BIND", ["http", "bind"], String],
 ];
@@ -195,6 +200,7 @@ export function loadConfig(file?: string, env: NodeJS.ProcessEnv = process.env):
   config.data_dir = resolve(config.data_dir);
   if (config.tls.cert) config.tls.cert = resolve(config.tls.cert);
   if (config.tls.key) config.tls.key = resolve(config.tls.key);
+  if (config.s2s.ca_file) config.s2s.ca_file = resolve(config.s2s.ca_file);
   if (Boolean(config.tls.cert) !== Boolean(config.tls.key)) {
     throw new ConfigError("tls.cert and tls.key must be set together");
   }

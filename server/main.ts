@@ -3,13 +3,17 @@
  *   hanse start [--config FILE]
  *   hanse user add JID [--password-file F] | user del JID | user passwd JID [--password-file F]
  *   hanse user list
+ *   hanse apikey create --owner JID --max-accounts N [--expires DATE] | apikey list | apikey revoke KEY
+ *   hanse thing qr URI [--png FILE | --svg FILE]
  * Account commands work whether or not the broker runs (DESIGN.md §1.5: with the embedded engine
  * they go through the running broker's database socket).
  */
 import { readFileSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
+import { APIKEY_USAGE, apikeyCommand } from "../extensions/register/cli.ts";
 import { modules } from "../modules.ts";
+import { THING_USAGE, thingCommand } from "../thing-registry/cli.ts";
 import { accountMigrations } from "./accounts/migrations.ts";
 import { preparePassword } from "./accounts/scram-credentials.ts";
 import { createAccountStore } from "./accounts/store.ts";
@@ -25,6 +29,8 @@ const USAGE = `usage:
   hanse user passwd JID [--password-file FILE]
   hanse user del JID
   hanse user list
+${APIKEY_USAGE}
+${THING_USAGE}
 options:
   --config FILE   TOML configuration file
   --help          this text`;
@@ -39,6 +45,11 @@ async function main(argv: string[]): Promise<number> {
     options: {
       config: { type: "string", short: "c" },
       "password-file": { type: "string" },
+      owner: { type: "string" },
+      "max-accounts": { type: "string" },
+      expires: { type: "string" },
+      png: { type: "string" },
+      svg: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -47,9 +58,17 @@ async function main(argv: string[]): Promise<number> {
     return positionals.length === 0 && !values.help ? 2 : 0;
   }
   const [command, sub, arg] = positionals;
+  if (command === "thing") {
+    return thingCommand({ sub, uri: arg, png: values.png, svg: values.svg }, (m) => new UsageError(m));
+  }
   const config = loadConfig(values.config);
   if (command === "start") return start(config);
   if (command === "user") return user(config, sub, arg, values["password-file"]);
+  if (command === "apikey") {
+    const { owner, expires } = values;
+    const opts = { sub, key: arg, owner, maxAccounts: values["max-accounts"], expires };
+    return apikeyCommand(config, opts, (m) => new UsageError(m));
+  }
   throw new UsageError(`unknown command ${command}\n${USAGE}`);
 }
 
@@ -60,6 +79,8 @@ async function start(config: Config): Promise<number> {
   const lines = [`Hanse is serving ${broker.domain}`];
   if (ports.c2s) lines.push(`  c2s (STARTTLS)   ${config.c2s.bind}:${ports.c2s}`);
   if (ports.c2sTls) lines.push(`  c2s (direct TLS) ${config.c2s.bind}:${ports.c2sTls}`);
+  if (ports.s2s) lines.push(`  s2s (STARTTLS)   ${config.s2s.bind}:${ports.s2s}`);
+  if (ports.s2sTls) lines.push(`  s2s (direct TLS) ${config.s2s.bind}:${ports.s2sTls}`);
   if (ports.http) lines.push(`  http (/metrics)  http://${config.http.bind}:${ports.http}/metrics`);
   lines.push(`  data             ${config.data_dir} (${broker.storage.engine} database)`);
   process.stdout.write(`${lines.join("\n")}\n`);

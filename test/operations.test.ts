@@ -229,6 +229,7 @@ describe("README: npm start with no configuration file", () => {
       HANSE_HTTP_PORT: String(ports.http),
       // No config file: the environment keeps this test's listeners on loopback.
       HANSE_C2S_BIND: "127.0.0.1",
+      HANSE_S2S_PORT: "0", // no s2s listener on 0.0.0.0:5269 (other tests may hold 5269)
     };
     const broker = await launchBroker({
       cwd,

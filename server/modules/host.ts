@@ -12,7 +12,9 @@ import type { Metrics } from "../observability/metrics.ts";
 import type { Router as StanzaRouter } from "../routing/router.ts";
 import type { SessionDirectory } from "../routing/sessions.ts";
 import type { Storage } from "../storage/db.ts";
-import type { Module, ModuleApi } from "./module.ts";
+import { StanzaError } from "../xml/errors.ts";
+import { errorReply, iqResult } from "../xml/stanza.ts";
+import type { Module, ModuleApi, PreAuthIqHandler, PreAuthStream } from "./module.ts";
 
 export interface ModuleHostDeps {
   readonly router: StanzaRouter;
@@ -76,6 +78,9 @@ export function validateModuleConfig(
 export class ModuleHost {
   /** Stream features modules offer after authentication (read by the c2s streams). */
   readonly streamFeatures: Element[] = [];
+  /** Stream features and iq handlers for client streams before authentication (XEP-0077). */
+  readonly preAuthFeatures: Element[] = [];
+  private readonly preAuthIqs = new Map<string, PreAuthIqHandler>();
   private readonly deps: ModuleHostDeps;
   private readonly started: Module[] = [];
   private readonly timers: NodeJS.Timeout[] = [];
@@ -126,6 +131,14 @@ export class ModuleHost {
       streamFeature: (feature) => {
         this.streamFeatures.push(feature);
       },
+      preAuthIq: (type, ns, name, handler) => {
+        const key = `${type}|${ns}|${name}`;
+        if (this.preAuthIqs.has(key)) throw new Error(`pre-authentication iq ${key} is taken`);
+        this.preAuthIqs.set(key, handler);
+      },
+      preAuthStreamFeature: (feature) => {
+        this.preAuthFeatures.push(feature);
+      },
       identity: (category, type, name) => {
         host.identities.push(name ? { category, type, name } : { category, type });
       },
@@ -171,6 +184,31 @@ export class ModuleHost {
       sessionsOf: (bare) => sessions.of(bare),
     };
     return api;
+  }
+
+  /**
+   * Answers an iq a client sent before authenticating with the handler's result or error reply;
+   * undefined (synchronously) when no module handles it, so the stream treats it like any other
+   * stanza before authentication.
+   */
+  handlePreAuthIq(iq: Element, stream: PreAuthStream): Promise<Element> | undefined {
+    const payload = iq.getChildElements()[0];
+    const handler =
+      payload && this.preAuthIqs.get(`${iq.attrs.type}|${payload.attrs.xmlns ?? ""}|${payload.name}`);
+    if (!payload || !handler) return undefined;
+    return (async () => {
+      const to = iq.attrs.to;
+      if (to !== undefined && to !== this.deps.router.domain) {
+        return errorReply(iq, new StanzaError("service-unavailable")); // only the server itself
+      }
+      try {
+        return iqResult(iq, await handler({ stanza: iq, payload, stream }));
+      } catch (err) {
+        if (err instanceof StanzaError) return errorReply(iq, err);
+        this.deps.log.error({ err }, "pre-authentication iq handler failed");
+        return errorReply(iq, new StanzaError("internal-server-error"));
+      }
+    })();
   }
 
   /** For the core: services provided before modules start (e.g. "accounts"). */

@@ -65,6 +65,23 @@ export type IqHandler = (
   event: StanzaEvent & { readonly payload: Element },
 ) => Element | undefined | Promise<Element | undefined>;
 
+/** A client stream that has not authenticated yet (for handlers of pre-authentication iqs). */
+export interface PreAuthStream {
+  readonly id: string;
+  readonly remoteAddress: string;
+  readonly secure: boolean;
+}
+
+/**
+ * Answers an iq sent before authentication: returns the result payload (or undefined for an empty
+ * result), or throws StanzaError. The stanza has no `from`: the client has no JID yet.
+ */
+export type PreAuthIqHandler = (event: {
+  readonly stanza: Element;
+  readonly payload: Element;
+  readonly stream: PreAuthStream;
+}) => Element | undefined | Promise<Element | undefined>;
+
 export interface IqOptions {
   readonly to?: "host" | "bare";
   readonly fromOthers?: boolean;
@@ -94,6 +111,12 @@ export interface ModuleApi {
    * e.g. RFC 6121 §2.6.1 <ver xmlns='urn:xmpp:features:rosterver'/>.
    */
   streamFeature(feature: Element): void;
+  /**
+   * Iqs allowed on a client stream before authentication (after TLS where TLS is required), with
+   * a stream feature offered there (next to the SASL mechanisms), e.g. XEP-0077 registration.
+   */
+  preAuthIq(type: "get" | "set", ns: string, name: string, handler: PreAuthIqHandler): void;
+  preAuthStreamFeature(feature: Element): void;
   /** XEP-0030: contribute a feature / identity to this host's disco#info. */
   feature(ns: string): void;
   identity(category: string, type: string, name?: string): void;

@@ -16,6 +16,12 @@ export interface Metrics {
   readonly streamErrors: Counter<"condition">;
   /** Storage round trips by operation. */
   readonly storageLatency: Histogram<"operation">;
+  /** Server-to-server links by remote domain, direction (in, out) and state. */
+  readonly s2sLinks: Gauge<"remote" | "direction" | "state">;
+  /** Stanzas carried over server-to-server links, by remote domain and direction. */
+  readonly s2sStanzas: Counter<"remote" | "direction">;
+  /** Failed server-to-server links and authentications, by remote domain and reason. */
+  readonly s2sFailures: Counter<"remote" | "reason">;
 }
 
 export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics {
@@ -52,6 +58,24 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
       help: "Storage operation latency",
       labelNames: ["operation"],
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers: [registry],
+    }),
+    s2sLinks: new Gauge({
+      name: "hanse_s2s_links",
+      help: "Server-to-server links by remote domain, direction and state",
+      labelNames: ["remote", "direction", "state"],
+      registers: [registry],
+    }),
+    s2sStanzas: new Counter({
+      name: "hanse_s2s_stanzas_total",
+      help: "Stanzas sent (out) and received (in) over server-to-server links",
+      labelNames: ["remote", "direction"],
+      registers: [registry],
+    }),
+    s2sFailures: new Counter({
+      name: "hanse_s2s_failures_total",
+      help: "Server-to-server link and authentication failures, by remote domain and reason",
+      labelNames: ["remote", "reason"],
       registers: [registry],
     }),
   };

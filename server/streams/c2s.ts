@@ -9,7 +9,7 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import { Element } from "ltx";
 import { type Jid, type JidError, normalizeResourcepart, parseJid, tryParseJid } from "../jid.ts";
-import type { LocalSession } from "../modules/module.ts";
+import type { LocalSession, PreAuthStream } from "../modules/module.ts";
 import type { TlsServerSettings } from "../net/tls.ts";
 import type { Logger } from "../observability/logger.ts";
 import type { Metrics } from "../observability/metrics.ts";
@@ -53,6 +53,12 @@ export interface C2sDeps {
   readonly resumable: Map<string, C2sStream>;
   /** Features modules offer after authentication (roster versioning, pre-approval, …). */
   readonly streamFeatures: readonly Element[];
+  /** Iqs allowed before authentication (after TLS where required), e.g. XEP-0077, and their features. */
+  readonly preAuth?: {
+    readonly features: readonly Element[];
+    /** The reply, or undefined (synchronously) when no module answers this iq before authentication. */
+    handle(iq: Element, stream: PreAuthStream): Promise<Element> | undefined;
+  };
 }
 
 export interface C2sEvents {
@@ -191,7 +197,10 @@ export class C2sStream implements LocalSession {
     }
     if (!this.authenticated) {
       this.sasl.addFeatures(features);
-      if (this.conn.secure || !requireTls) this.phase = "auth";
+      if (this.conn.secure || !requireTls) {
+        this.phase = "auth";
+        for (const feature of this.deps.preAuth?.features ?? []) features.cnode(feature);
+      }
       return features;
     }
     features.c("bind", { xmlns: NS.bind });
@@ -208,6 +217,13 @@ export class C2sStream implements LocalSession {
     if (this.phase === "header") throw new StreamError("not-authorized", "stream header expected");
     if (ns === NS.tls) return this.onStartTls(el);
     if (ns === NS.sasl) return this.onSasl(el);
+    if (this.phase === "auth" && el.name === "iq" && (ns === undefined || ns === NS.client)) {
+      const reply = this.preAuthReply(el); // e.g. XEP-0077 §3: registration before authentication
+      if (reply) {
+        this.conn.send(await reply);
+        return;
+      }
+    }
     if (this.phase !== "bind" && this.phase !== "ready") {
       // RFC 6120 §4.3.3: no stanzas before the mandatory features (TLS, SASL) are negotiated.
       throw new StreamError("not-authorized", "authenticate first");
@@ -219,6 +235,18 @@ export class C2sStream implements LocalSession {
     if (this.phase === "bind") return this.onBindPhase(el);
     this.sm?.received(); // XEP-0198 §4: every stanza counts, whatever becomes of it
     return this.onStanza(el);
+  }
+
+  /**
+   * An iq before authentication that a module answers (never routed): its reply, or undefined
+   * when nobody handles it (then it is refused like any stanza before authentication).
+   */
+  private preAuthReply(iq: Element): Promise<Element> | undefined {
+    const type = iq.attrs.type;
+    if ((type !== "get" && type !== "set") || iqProblem(iq)) return undefined;
+    delete iq.attrs.from; // no JID yet (RFC 6120 §8.1.2.1)
+    const stream = { id: this.id, remoteAddress: this.conn.remoteAddress, secure: this.conn.secure };
+    return this.deps.preAuth?.handle(iq, stream);
   }
 
   private async onStartTls(el: Element): Promise<void> {

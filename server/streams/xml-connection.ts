@@ -1,7 +1,8 @@
 /**
  * One XML stream over a TCP or TLS socket: parsing with limits, in-order processing, writing,
  * STARTTLS upgrade, read-rate limiting, idle timeouts and whitespace keepalives, stream errors and
- * the closing handshake. c2s (and later s2s) streams build their protocol on top of it.
+ * the closing handshake. c2s and s2s streams build their protocol on top of it (s2s-out is the
+ * initiating side: it writes its header first and upgrades to TLS as the client).
  * References: RFC 6120 §4.4 (closing a stream), §4.6.1 (whitespace keepalives), §4.9.1.1
  * (stream error before the header), §5.4.3.3 (TLS negotiation restarts the stream), §10.1 (in-order
  * processing), §13.12 (limits).
@@ -53,6 +54,7 @@ export class XmlConnection {
   private readonly metrics: Metrics;
   private readonly limits: ConnectionLimits;
   private readonly contentNamespace: string;
+  private readonly headerXmlns: Record<string, string> | undefined;
   private handler: StreamHandler | undefined;
   private parser: StreamParser;
   private readonly queue: Incoming[] = [];
@@ -83,6 +85,8 @@ export class XmlConnection {
       id: string;
       secure: boolean;
       contentNamespace: string;
+      /** Extra prefixes declared on every header we send (s2s: `{ db: "jabber:server:dialback" }`). */
+      headerXmlns?: Record<string, string>;
       limits: ConnectionLimits;
       log: Logger;
       metrics: Metrics;
@@ -93,6 +97,7 @@ export class XmlConnection {
     this.id = opts.id;
     this.remoteAddress = socket.remoteAddress ?? "unknown";
     this.contentNamespace = opts.contentNamespace;
+    this.headerXmlns = opts.headerXmlns;
     this.limits = opts.limits;
     this.log = opts.log;
     this.metrics = opts.metrics;
@@ -116,17 +121,18 @@ export class XmlConnection {
     return !this.closing && !this.closed;
   }
 
-  /** RFC 6120 §4.7: our response header. */
-  sendHeader(attrs: { from: string; to?: string; id: string }): void {
+  /** RFC 6120 §4.7: our header (a response carries an id; an initiating s2s header does not). */
+  sendHeader(attrs: { from: string; to?: string; id?: string }): void {
     this.headerSent = true;
     this.writeRaw(
       streamHeader({
         from: attrs.from,
         ...(attrs.to ? { to: attrs.to } : {}),
-        id: attrs.id,
+        ...(attrs.id !== undefined ? { id: attrs.id } : {}),
         version: "1.0",
         lang: "en",
         contentNamespace: this.contentNamespace,
+        ...(this.headerXmlns ? { extraXmlns: this.headerXmlns } : {}),
       }),
     );
   }
@@ -189,8 +195,10 @@ export class XmlConnection {
   /**
    * RFC 6120 §5.4.3.3: turns this plain socket into TLS (after <proceed/> is written) and restarts
    * the stream. Bytes received after <starttls/> and before the handshake are a protocol error.
+   * With settings we are the TLS server; the initiating side of s2s passes its own client-side
+   * upgrade instead (called with the plain socket, resolving with the connected TLS socket).
    */
-  async startTls(tls: TlsServerSettings): Promise<void> {
+  async startTls(tls: TlsServerSettings | ((plain: Socket) => Promise<TLSSocket>)): Promise<void> {
     const plain = this.socket;
     this.pauses.add("tls");
     // Whatever followed <starttls/> in the clear, parsed already (queued) or still in the chunk
@@ -200,7 +208,7 @@ export class XmlConnection {
     this.detach(plain);
     let secured: TLSSocket;
     try {
-      secured = await upgradeToTls(plain, tls);
+      secured = typeof tls === "function" ? await tls(plain) : await upgradeToTls(plain, tls);
     } catch (err) {
       this.log.info({ err: (err as Error).message, remote: this.remoteAddress }, "STARTTLS failed");
       this.transportClosed();

@@ -35,6 +35,8 @@ export async function startTestBroker(opts: TestBrokerOptions = {}): Promise<Tes
     database: { ...storage.database },
     c2s: { port: 0, tls_port: 0, bind: "127.0.0.1" },
     http: { port: 0, bind: "127.0.0.1" },
+    // Federation on an ephemeral loopback port, routes from the config only: no DNS in tests.
+    s2s: { port: 0, bind: "127.0.0.1", dns: false },
     log: { level: (process.env.HANSE_TEST_LOG as LogLevel | undefined) ?? "silent" },
   };
   for (const [key, value] of Object.entries(opts.config ?? {})) {

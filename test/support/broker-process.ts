@@ -262,6 +262,7 @@ export async function prepareBroker(opts: BrokerProcessOptions = {}): Promise<Pr
     data_dir: dataDir,
     c2s: { port: ports.c2s, tls_port: ports.c2sTls, bind: "127.0.0.1" },
     http: { port: ports.http, bind: "127.0.0.1" },
+    s2s: { port: 0, dns: false }, // no federation listener or DNS unless a test asks
     log: { level: opts.logLevel ?? "info" },
     ...(opts.databaseUrl ? { database: { url: opts.databaseUrl, max_connections: 4 } } : {}),
   };
