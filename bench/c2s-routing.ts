@@ -1,0 +1,180 @@
+/**
+ * c2s routing: PAIRS authenticated pairs over STARTTLS + SCRAM-SHA-256 send each other chat
+ * messages at a rising offered rate; per step: messages delivered per second, latency p50/p99
+ * (send → receive, from a timestamp in the body), server CPU. Ends at saturation, then one flood
+ * step (every session keeps WINDOW messages in flight) gives the highest delivered rate.
+ * Runs against Hanse and, when installed, Prosody and ejabberd, with the same generator.
+ *
+ * Options (environment): BENCH_SERVERS=hanse,prosody,ejabberd  BENCH_PAIRS=100
+ * BENCH_RATES=1000,2000,5000,...  BENCH_STEP_SECONDS=4  BENCH_WINDOW=50  BENCH_PAD=60
+ * BENCH_CPU_PROFILE=DIR (Hanse runs with --cpu-prof, profile written to DIR).
+ */
+import { LoadPool } from "./lib/load-pool.ts";
+import { CpuMeter, load, SelfCpuMeter } from "./lib/proc-stats.ts";
+import { log, ms, num, nums, result, round, sleep, table } from "./lib/scenario.ts";
+import { type ServerUnderTest, selectedServers } from "./lib/servers.ts";
+
+const PAIRS = num("PAIRS", 100);
+const RATES = nums("RATES", [1_000, 2_000, 5_000, 10_000, 20_000, 30_000, 40_000, 60_000, 80_000, 120_000]);
+const STEP_S = num("STEP_SECONDS", 4);
+const WARM_S = 1;
+const WINDOW = num("WINDOW", 50);
+const PAD = num("PAD", 60);
+
+interface Step {
+  offered: number | "flood";
+  sentPerS: number;
+  deliveredPerS: number;
+  p50ms: number;
+  p99ms: number;
+  serverCpu: number;
+  generatorCpu: number;
+  cpuUsPerMsg: number;
+  loadavg: string;
+}
+
+/** One step: offer `rate` for STEP_S seconds, measure the last STEP_S - WARM_S. */
+async function step(pool: LoadPool, server: ServerUnderTest, rate: number): Promise<Step> {
+  await pool.traffic("pairs", rate, WINDOW, PAD);
+  await sleep(WARM_S * 1000);
+  await pool.sample();
+  const cpu = new CpuMeter(server.pids());
+  const self = new SelfCpuMeter();
+  const t0 = performance.now();
+  await sleep((STEP_S - WARM_S) * 1000);
+  const s = await pool.sample();
+  const seconds = (performance.now() - t0) / 1000;
+  const c = cpu.lap();
+  const g = self.lap();
+  return {
+    offered: rate === Number.POSITIVE_INFINITY ? "flood" : rate,
+    sentPerS: Math.round(s.sent / seconds),
+    deliveredPerS: Math.round(s.delivered / seconds),
+    p50ms: ms(s.latency.percentile(0.5)),
+    p99ms: ms(s.latency.percentile(0.99)),
+    serverCpu: Math.round(c.percent),
+    generatorCpu: Math.round(g.percent),
+    cpuUsPerMsg: s.delivered > 0 ? round((c.seconds * 1e6) / s.delivered, 1) : Number.NaN,
+    loadavg: load(),
+  };
+}
+
+async function measure(server: ServerUnderTest, pool: LoadPool): Promise<Record<string, unknown>> {
+  const t0 = Date.now();
+  await server.start({ requireTls: true });
+  try {
+    await server.ensureAccounts(2 * PAIRS);
+    const users = Array.from({ length: 2 * PAIRS }, (_, i) => i);
+    const opened = await pool.open({
+      group: "pairs",
+      endpoint: server.endpoint(true),
+      users,
+      resource: "bench",
+      presence: true,
+      pairs: true,
+      concurrency: 50,
+    });
+    if (opened.failed > 0) throw new Error(`${opened.failed} sessions failed: ${opened.errors.join("; ")}`);
+    log(
+      `${server.name}: ${opened.opened} sessions (${opened.mechanisms.join(", ")}) in ${Date.now() - t0} ms`,
+    );
+    // Warm-up (JIT, buffers), not measured.
+    await pool.traffic("pairs", RATES[0]!, WINDOW, PAD);
+    await sleep(2000);
+    const steps: Step[] = [];
+    for (const rate of RATES) {
+      const s = await step(pool, server, rate);
+      steps.push(s);
+      log(
+        `  offered ${rate}/s: delivered ${s.deliveredPerS}/s, p50 ${s.p50ms} ms, p99 ${s.p99ms} ms, ` +
+          `server CPU ${s.serverCpu}%, generator CPU ${s.generatorCpu}%`,
+      );
+      // Saturated: the server no longer delivers what is offered (or windows are full), or a
+      // queue has built up (half the messages wait more than 200 ms).
+      if (s.deliveredPerS < 0.95 * rate || s.sentPerS < 0.95 * rate || s.p50ms > 200) break;
+    }
+    const flood = await step(pool, server, Number.POSITIVE_INFINITY);
+    steps.push(flood);
+    log(
+      `  flood (window ${WINDOW}/session): delivered ${flood.deliveredPerS}/s, p50 ${flood.p50ms} ms, ` +
+        `p99 ${flood.p99ms} ms, server CPU ${flood.serverCpu}%, generator CPU ${flood.generatorCpu}%`,
+    );
+    await pool.traffic("pairs", 0, 0, 0);
+    const lost = await pool.close("pairs");
+    // Kept up with: delivered what was offered, without a standing queue (median ≤ 50 ms).
+    const sustained = steps
+      .filter(
+        (s) => s.offered !== "flood" && s.deliveredPerS >= 0.95 * (s.offered as number) && s.p50ms <= 50,
+      )
+      .at(-1);
+    const best = steps.reduce((a, s) => (s.deliveredPerS > a.deliveredPerS ? s : a));
+    return {
+      version: server.version,
+      sessions: opened.opened,
+      lostSessions: lost,
+      mechanism: opened.mechanisms.join(", "),
+      saturation: {
+        deliveredPerS: best.deliveredPerS,
+        p50ms: best.p50ms,
+        p99ms: best.p99ms,
+        serverCpu: best.serverCpu,
+        generatorCpu: best.generatorCpu,
+        cpuUsPerMsg: best.cpuUsPerMsg,
+      },
+      sustained: sustained ?? null,
+      steps,
+    };
+  } finally {
+    await server.stop();
+  }
+}
+
+const pool = new LoadPool(2);
+const servers: Record<string, unknown> = {};
+const rows: unknown[][] = [];
+for (const server of selectedServers()) {
+  if (server.unavailable) {
+    log(`${server.name}: skipped: ${server.unavailable}`);
+    servers[server.name] = { unavailable: server.unavailable };
+    continue;
+  }
+  try {
+    const r = await measure(server, pool);
+    servers[server.name] = r;
+    const sat = r.saturation as Step;
+    const sus = r.sustained as Step | null;
+    rows.push([
+      server.name,
+      sat.deliveredPerS,
+      sat.p50ms,
+      sat.p99ms,
+      sat.serverCpu,
+      sat.cpuUsPerMsg,
+      sus?.offered ?? "-",
+      sus?.p50ms ?? "-",
+      sus?.p99ms ?? "-",
+    ]);
+  } catch (err) {
+    log(`${server.name}: FAILED: ${(err as Error).message}`);
+    servers[server.name] = { error: (err as Error).message };
+  }
+}
+await pool.stop();
+log("");
+log(
+  table(
+    ["server", "max msg/s", "p50 ms", "p99 ms", "CPU %", "CPU µs/msg", "sustained /s", "p50 ms", "p99 ms"],
+    rows,
+  ),
+);
+result("c2s-routing", {
+  parameters: {
+    pairs: PAIRS,
+    rates: RATES,
+    stepSeconds: STEP_S,
+    window: WINDOW,
+    bodyPad: PAD,
+    tls: "STARTTLS",
+  },
+  servers,
+});
