@@ -35,13 +35,30 @@ const scenarios: readonly Scenario[] = [
 const flags = process.argv.slice(2).filter((a) => a.startsWith("--"));
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith("--"));
 const unknown = wanted.filter((w) => !scenarios.some((s) => s.name === w));
-const badFlags = flags.filter((f) => f !== "--no-docs");
+const badFlags = flags.filter((f) => f !== "--no-docs" && !f.startsWith("--docs-from="));
 if (unknown.length > 0 || badFlags.length > 0) {
   console.error(
     `unknown scenario(s) or option(s): ${[...unknown, ...badFlags].join(", ")}; ` +
-      `known: ${scenarios.map((s) => s.name).join(", ")}; option: --no-docs`,
+      `known: ${scenarios.map((s) => s.name).join(", ")}; options: --no-docs, --docs-from=RESULTS.json`,
   );
   process.exit(2);
+}
+
+// --docs-from=bench/results/X.json: rewrite the blocks from a kept run (e.g. the quietest of
+// several on a shared machine) instead of measuring.
+const docsFrom = flags.find((f) => f.startsWith("--docs-from="))?.slice("--docs-from=".length);
+if (docsFrom) {
+  const kept = JSON.parse(readFileSync(docsFrom, "utf8")) as {
+    conditions: Parameters<typeof updateDocs>[1];
+    results: Parameters<typeof updateDocs>[2];
+  };
+  const runs = Object.fromEntries(
+    Object.entries(kept.results).filter(([name]) => wanted.length === 0 || wanted.includes(name)),
+  );
+  console.log(
+    `docs/benchmarks.md: updated ${updateDocs("docs/benchmarks.md", kept.conditions, runs).join(", ")}`,
+  );
+  process.exit(0);
 }
 const selected = wanted.length > 0 ? scenarios.filter((s) => wanted.includes(s.name)) : scenarios;
 
