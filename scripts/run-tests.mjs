@@ -6,7 +6,7 @@ import { spawnSync } from "node:child_process";
 import { readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 
-const roots = ["server", "extensions", "thing-registry", "test"];
+const roots = ["server", "extensions", "thing-registry", "provisioning", "firmware", "test"];
 const skipDirs = new Set(["node_modules", "data", ".git"]);
 
 function walk(dir, out) {
