@@ -20,8 +20,10 @@ import { createMetrics, type Metrics } from "./observability/metrics.ts";
 import { type DeliveryObserver, Router } from "./routing/router.ts";
 import { SessionDirectory } from "./routing/sessions.ts";
 import { type S2sService, startS2s } from "./s2s/service.ts";
+import { createSaslMechanisms } from "./sasl/mechanisms.ts";
 import type { Storage } from "./storage/db.ts";
 import { openStorage } from "./storage/open.ts";
+import { loadSecretFile } from "./storage/secret-file.ts";
 import { createC2sAcceptor } from "./streams/c2s-listener.ts";
 
 export interface BrokerOptions {
@@ -148,6 +150,12 @@ export async function startBroker(opts: BrokerOptions & { ephemeralPorts?: boole
     cleanup.push(() => s2s.stop());
 
     const c2s = config.c2s;
+    // Unknown users get fake SCRAM salts derived from this secret; keeping it across restarts means
+    // an attacker comparing salts before and after a restart cannot tell unknown users from known.
+    const fakeSecret = Buffer.from(
+      await loadSecretFile(config.data_dir, "sasl", "fake-credential-secret"),
+      "hex",
+    );
     const acceptor = createC2sAcceptor({
       deps: {
         domain: config.domain,
@@ -165,6 +173,7 @@ export async function startBroker(opts: BrokerOptions & { ephemeralPorts?: boole
         preAuth: { features: host.preAuthFeatures, handle: (iq, stream) => host.handlePreAuthIq(iq, stream) },
         router,
         sessions,
+        mechanisms: createSaslMechanisms({ fakeSecret }),
         credentials: async (username, hash) => {
           const end = metrics.storageLatency.startTimer({ operation: "credentials" });
           try {

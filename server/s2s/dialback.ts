@@ -6,10 +6,9 @@
  * "receiving originating stream-id"), XEP-0220 §2.1-§2.2 (the elements and their attributes),
  * §2.4 (stream feature with <errors/>), §2.5 (dialback error conditions).
  */
-import { createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypto";
-import { chmod, mkdir, readFile, rename, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { createHash, createHmac, timingSafeEqual } from "node:crypto";
 import { Element } from "ltx";
+import { loadSecretFile } from "../storage/secret-file.ts";
 import { NS } from "../xml/namespaces.ts";
 
 export const NS_DIALBACK = "jabber:server:dialback";
@@ -26,23 +25,7 @@ export type DialbackSecret = string & { readonly __dialbackSecret: true };
  * across restarts lets a peer that verifies late (or after our restart) still get "valid".
  */
 export async function loadDialbackSecret(dataDir: string): Promise<DialbackSecret> {
-  const dir = join(dataDir, "s2s");
-  const file = join(dir, "dialback-secret");
-  let value: string | undefined;
-  try {
-    value = (await readFile(file, "utf8")).trim();
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
-  }
-  if (!value || !/^[0-9a-f]{64}$/.test(value)) {
-    value = randomBytes(32).toString("hex");
-    await mkdir(dir, { recursive: true, mode: 0o700 });
-    const tmp = `${file}.${process.pid}.tmp`;
-    await writeFile(tmp, `${value}\n`, { mode: 0o600 });
-    await chmod(tmp, 0o600);
-    await rename(tmp, file);
-  }
-  return secretFrom(value);
+  return secretFrom(await loadSecretFile(dataDir, "s2s", "dialback-secret"));
 }
 
 /** XEP-0185 §3: the HMAC key is SHA256(secret) written as hex. */

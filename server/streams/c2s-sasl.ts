@@ -9,7 +9,7 @@ import { Element } from "ltx";
 import { channelBindingData } from "../net/tls.ts";
 import type { Logger } from "../observability/logger.ts";
 import type { Metrics } from "../observability/metrics.ts";
-import type { SaslContext, SaslServerMechanism } from "../sasl/mechanism.ts";
+import type { SaslContext, SaslMechanismFactory, SaslServerMechanism } from "../sasl/mechanism.ts";
 import { channelBindingTypes, checkAuthzid, findMechanism, selectMechanisms } from "../sasl/mechanisms.ts";
 import { SaslFailure, StreamError } from "../xml/errors.ts";
 import { NS } from "../xml/namespaces.ts";
@@ -20,6 +20,8 @@ export interface SaslNegotiatorDeps {
   readonly requireTls: boolean;
   readonly maxAuthFailures: number;
   readonly credentials: SaslContext["credentials"];
+  /** The mechanisms on offer; built once per broker with its persistent fake-credential secret. */
+  readonly mechanisms?: readonly SaslMechanismFactory[];
   readonly metrics: Metrics;
   readonly log: Logger;
 }
@@ -40,7 +42,7 @@ export class SaslNegotiator {
   addFeatures(features: Element): void {
     const ctx = this.context();
     const mechanisms = features.c("mechanisms", { xmlns: NS.sasl });
-    for (const name of selectMechanisms(ctx)) mechanisms.c("mechanism").t(name);
+    for (const name of selectMechanisms(ctx, this.deps.mechanisms)) mechanisms.c("mechanism").t(name);
     const bindings = channelBindingTypes(ctx);
     if (bindings.length > 0) {
       // XEP-0440 §3: tell clients which channel bindings our -PLUS mechanisms accept.
@@ -80,7 +82,7 @@ export class SaslNegotiator {
     if (!this.conn.secure && this.deps.requireTls) throw new SaslFailure("encryption-required"); // RFC 6120 §6.5.6
     const name = el.attrs.mechanism ?? "";
     const ctx = this.context();
-    const factory = findMechanism(name, ctx);
+    const factory = findMechanism(name, ctx, this.deps.mechanisms);
     if (!factory) throw new SaslFailure("invalid-mechanism", `mechanism ${name || "(none)"} is not offered`);
     this.mechanism = factory.create(ctx);
     this.mechanismName = name;

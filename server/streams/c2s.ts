@@ -15,7 +15,7 @@ import type { Logger } from "../observability/logger.ts";
 import type { Metrics } from "../observability/metrics.ts";
 import type { Router } from "../routing/router.ts";
 import type { SessionDirectory } from "../routing/sessions.ts";
-import type { SaslContext } from "../sasl/mechanism.ts";
+import type { SaslContext, SaslMechanismFactory } from "../sasl/mechanism.ts";
 import { StanzaError, StreamError } from "../xml/errors.ts";
 import { NS } from "../xml/namespaces.ts";
 import { errorReply, iqResult, stanzaKind } from "../xml/stanza.ts";
@@ -43,6 +43,8 @@ export interface C2sDeps {
   readonly router: Router;
   readonly sessions: SessionDirectory;
   readonly credentials: SaslContext["credentials"];
+  /** SASL mechanisms (default: a per-process fake-credential secret; the broker passes a persistent one). */
+  readonly mechanisms?: readonly SaslMechanismFactory[];
   /** Certificate and context for STARTTLS. */
   readonly tls: TlsServerSettings;
   readonly log: Logger;
@@ -124,6 +126,7 @@ export class C2sStream implements LocalSession {
       requireTls: deps.settings.requireTls,
       maxAuthFailures: deps.settings.maxAuthFailures,
       credentials: deps.credentials,
+      ...(deps.mechanisms && { mechanisms: deps.mechanisms }),
       metrics: deps.metrics,
       log: this.log,
     });
