@@ -12,6 +12,7 @@ import { registerModule } from "./extensions/register/register.ts";
 import { rosterModule } from "./extensions/roster/roster.ts";
 import { timeModule } from "./extensions/time/time.ts";
 import { versionModule } from "./extensions/version/version.ts";
+import { provisioningModule } from "./provisioning/module.ts";
 import type { Module } from "./server/modules/module.ts";
 import { thingRegistryModule } from "./thing-registry/module.ts";
 
@@ -27,4 +28,5 @@ export const modules: readonly Module[] = [
   blockingModule,
   registerModule,
   thingRegistryModule,
+  provisioningModule,
 ];

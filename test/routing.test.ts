@@ -43,9 +43,10 @@ describe("routing and server answers", () => {
     // Without offline storage, so the RFC 6121 default answers are what is tested here
     // (test/offline.test.ts covers storage).
     broker = await startTestBroker({
-      // The real registry (thing-registry) would take the example component's address.
+      // The real registry (thing-registry) would take the example component's address;
+      // provisioning needs both the registry and offline storage, and would add a component.
       modules: [
-        ...modules.filter((m) => m.name !== "offline" && m.name !== "thing-registry"),
+        ...modules.filter((m) => !["offline", "thing-registry", "provisioning"].includes(m.name)),
         exampleComponent,
       ],
     });
