@@ -5,6 +5,8 @@
  *   hanse user list
  *   hanse apikey create --owner JID --max-accounts N [--expires DATE] | apikey list | apikey revoke KEY
  *   hanse thing qr URI [--png FILE | --svg FILE]
+ *   hanse provisioning audit [--thing JID] [--owner JID] [--since ISO] [--limit N]
+ *   hanse simulate --kind K --count N --domain D --api-key KEY:SECRET --state-dir DIR ...
  * Account commands work whether or not the broker runs (DESIGN.md §1.5: with the embedded engine
  * they go through the running broker's database socket).
  */
@@ -12,7 +14,9 @@ import { readFileSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
 import { APIKEY_USAGE, apikeyCommand } from "../extensions/register/cli.ts";
+import { SIMULATE_USAGE, simulateCommand } from "../firmware/simulator/cli.ts";
 import { modules } from "../modules.ts";
+import { PROVISIONING_USAGE, provisioningCommand } from "../provisioning/cli.ts";
 import { THING_USAGE, thingCommand } from "../thing-registry/cli.ts";
 import { accountMigrations } from "./accounts/migrations.ts";
 import { preparePassword } from "./accounts/scram-credentials.ts";
@@ -31,6 +35,8 @@ const USAGE = `usage:
   hanse user list
 ${APIKEY_USAGE}
 ${THING_USAGE}
+${PROVISIONING_USAGE}
+${SIMULATE_USAGE}
 options:
   --config FILE   TOML configuration file
   --help          this text`;
@@ -39,6 +45,10 @@ options:
 class UsageError extends Error {}
 
 async function main(argv: string[]): Promise<number> {
+  // The simulator has options of its own (it is a device, not the broker).
+  if (argv[0] === "simulate") return simulateCommand(argv.slice(1), (m) => new UsageError(m));
+  // The audit query has options of its own (--thing, --since, --limit).
+  if (argv[0] === "provisioning") return provisioningCommand(argv.slice(1), (m) => new UsageError(m));
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,

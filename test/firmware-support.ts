@@ -1,0 +1,110 @@
+/**
+ * Helpers for the firmware tests: an independent @xmpp/client as owner or stranger speaking to a
+ * thing (a StanzaPort over it for the shared client codecs), claiming a thing from its iotdisco
+ * URI, and waiting for events.
+ * References: XEP-0347 §3.9 (mine with exactly the thing's tags), XEP-0323/XEP-0325 (client side
+ * through extensions/sensor-data and extensions/control).
+ */
+import type { StanzaPort } from "../extensions/sensor-data/index.ts";
+import { type Element, type TestClient, xml } from "./support/xmpp-client.ts";
+
+export const NS_DISCOVERY = "urn:xmpp:iot:discovery";
+
+/** The shared client codecs over an @xmpp/client connection. */
+export function portOf(client: TestClient): StanzaPort {
+  return {
+    request: (iq, timeoutMs) => client.iqCaller.request(iq, timeoutMs),
+    send: (stanza) => void client.send(stanza),
+    onStanza(listener) {
+      const l = (s: Element) => listener(s);
+      client.on("stanza", l);
+      return () => client.off("stanza", l);
+    },
+  };
+}
+
+/**
+ * Parses the tags of an iotdisco claim URI as an owner's app would (XEP-0347 digest §6.3:
+ * `NAME=VALUE`, `#NAME=VALUE` for numbers, `;`-separated, `\` escapes, percent-encoding) —
+ * written here independently of the registry's own parser.
+ */
+export function tagsOfClaimUri(uri: string): { tags: Element[]; registry: string | undefined } {
+  if (!uri.startsWith("iotdisco:")) throw new Error(`not an iotdisco URI: ${uri}`);
+  const parts: string[] = [];
+  let current = "";
+  const body = uri.slice("iotdisco:".length);
+  for (let i = 0; i < body.length; i++) {
+    const c = body[i]!;
+    if (c === "\\" && i + 1 < body.length) {
+      current += body[++i];
+    } else if (c === ";") {
+      parts.push(current);
+      current = "";
+    } else current += c;
+  }
+  if (current) parts.push(current);
+  const tags: Element[] = [];
+  let registry: string | undefined;
+  for (const part of parts) {
+    const numeric = part.startsWith("#");
+    const eq = part.indexOf("=");
+    const name = decodeURIComponent(part.slice(numeric ? 1 : 0, eq));
+    const value = decodeURIComponent(part.slice(eq + 1));
+    if (name === "R") registry = value;
+    else tags.push(xml(numeric ? "num" : "str", { name, value }));
+  }
+  return { tags, registry };
+}
+
+/** The owner claims the thing behind `uri`; resolves with the thing's JID from `claimed`. */
+export async function claim(owner: TestClient, uri: string, isPublic = false): Promise<string> {
+  const { tags, registry } = tagsOfClaimUri(uri);
+  const result = await owner.iqCaller.request(
+    xml(
+      "iq",
+      { type: "set", to: registry! },
+      xml("mine", { xmlns: NS_DISCOVERY, public: String(isPublic) }, ...tags),
+    ),
+  );
+  return result.getChild("claimed", NS_DISCOVERY)!.attrs.jid as string;
+}
+
+/** Resolves when `emitter` emits `event` (with its arguments), or rejects after `timeoutMs`. */
+export function once<T extends unknown[]>(
+  emitter: { once(event: string, l: (...args: T) => void): unknown },
+  event: string,
+  timeoutMs = 10_000,
+): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`timed out waiting for ${event}`)), timeoutMs);
+    emitter.once(event, (...args: T) => {
+      clearTimeout(timer);
+      resolve(args);
+    });
+  });
+}
+
+/** Polls `fn` until it returns something defined. */
+export async function until<T>(
+  what: string,
+  fn: () => T | undefined | Promise<T | undefined>,
+  timeoutMs = 10_000,
+): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** The stanza error condition of a rejected request (xmpp.js StanzaError or ours). */
+export async function conditionOf(p: Promise<unknown>): Promise<string | undefined> {
+  try {
+    await p;
+  } catch (err) {
+    return (err as { condition?: string }).condition ?? `no condition: ${(err as Error).message}`;
+  }
+  return undefined;
+}
