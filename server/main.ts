@@ -45,6 +45,11 @@ options:
 class UsageError extends Error {}
 
 async function main(argv: string[]): Promise<number> {
+  // `hanse COMMAND --help` prints the usage, whatever options the command has of its own.
+  if (argv.includes("--help") || argv.includes("-h")) {
+    console.log(USAGE);
+    return 0;
+  }
   // The simulator has options of its own (it is a device, not the broker).
   if (argv[0] === "simulate") return simulateCommand(argv.slice(1), (m) => new UsageError(m));
   // The audit query has options of its own (--thing, --since, --limit).

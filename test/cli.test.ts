@@ -127,8 +127,20 @@ describe("hanse (usage)", { concurrency: true }, () => {
       "hanse user passwd",
       "hanse user del",
       "hanse user list",
+      "hanse provisioning audit",
+      "hanse simulate",
     ]) {
       assert.ok(r.stdout.includes(cmd), `usage mentions ${cmd}`);
+    }
+    // Commands with options of their own answer --help too, instead of "unknown option".
+    for (const args of [
+      ["simulate", "--help"],
+      ["provisioning", "audit", "--help"],
+      ["user", "add", "-h"],
+    ]) {
+      const sub = await runHanse(args);
+      assert.equal(sub.code, 0, `${args.join(" ")}: ${sub.stderr}`);
+      assert.match(sub.stdout, /^usage:/);
     }
     assert.equal(r.stderr, "");
   });
