@@ -31,6 +31,18 @@ export const provisioningConfigSchema = z
     decision_cache_size: z.number().int().min(0).max(10_000_000).default(100_000),
     /** Audit rows are written in batches at least this often (milliseconds). */
     audit_flush_interval: z.number().int().min(1).max(60_000).default(200),
+    /**
+     * Days audit rows are kept (0 = forever). Older rows are deleted by the retention job, which
+     * records how many it deleted and the cut-off; a retention under one day is not possible.
+     */
+    audit_retention_days: z.number().int().min(0).max(36_500).default(400),
+    /** Seconds between runs of the retention job (it also runs once at start). */
+    audit_prune_interval: z.number().positive().max(86_400).default(3600),
+    /**
+     * Seconds during which repeated identical decisions (same thing, caller, kind, outcome,
+     * rules and request) are counted instead of written one row each (0 = one row per decision).
+     */
+    audit_coalesce_window: z.number().min(0).max(86_400).default(60),
     /** Largest page of the audit trail one query returns. */
     max_audit_page: z.number().int().min(1).max(100_000).default(1000),
   })

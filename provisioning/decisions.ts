@@ -66,22 +66,30 @@ export class DecisionEngine {
   async decide(thing: string, req: AccessRequest, source: DecisionSource): Promise<Verdict> {
     const { config, serviceJid } = this.deps;
     const owner = await this.ownerOf(thing);
+    const digest = requestDigest(req);
+    // Identical decisions (a stranger repeating a denied request) are counted, not each written.
     const record = (verdict: Verdict, why: string, extra: Record<string, unknown> = {}) =>
-      this.deps.audit.record({
-        actor: source === "thing" ? thing : serviceJid,
-        action: `decision-${req.kind}`,
-        thing,
-        owner,
-        caller: req.caller,
-        detail: {
-          outcome: verdict.outcome,
-          why,
-          source,
-          rules: verdict.ruleIds,
-          ...requestDetail(req),
-          ...extra,
+      this.deps.audit.recordRepeatable(
+        // The why without "(cached)": a cached answer repeats the decision it came from.
+        [thing, owner, req.caller, req.kind, verdict.outcome, why.replace(" (cached)", ""), source]
+          .concat(verdict.ruleIds.join(","), digest)
+          .join("\u0000"),
+        {
+          actor: source === "thing" ? thing : serviceJid,
+          action: `decision-${req.kind}`,
+          thing,
+          owner,
+          caller: req.caller,
+          detail: {
+            outcome: verdict.outcome,
+            why,
+            source,
+            rules: verdict.ruleIds,
+            ...requestDetail(req),
+            ...extra,
+          },
         },
-      });
+      );
     // The owner, the thing itself and the service are never refused.
     if (req.caller === owner || req.caller === thing || req.caller === serviceJid) {
       record(
@@ -95,7 +103,7 @@ export class DecisionEngine {
       record(verdict, `unclaimed thing: operator policy ${config.unclaimed}`);
       return verdict;
     }
-    const key = `${req.kind}\u0000${req.caller}\u0000${requestDigest(req)}`;
+    const key = `${req.kind}\u0000${req.caller}\u0000${digest}`;
     const hit = this.cache.get(thing)?.get(key);
     if (hit) {
       record(hit, "rules (cached)");
@@ -161,19 +169,23 @@ export class DecisionEngine {
       config.max_pending_questions,
     );
     if (outcome.kind === "full") {
-      this.deps.audit.record({
-        actor: this.deps.serviceJid,
-        action: "question-dropped",
-        thing,
-        owner,
-        caller: req.caller,
-        detail: { why: `the owner has ${config.max_pending_questions} unanswered questions` },
-      });
+      this.deps.audit.recordRepeatable(
+        ["question-dropped", thing, req.caller, requestDigest(req)].join("\u0000"),
+        {
+          actor: this.deps.serviceJid,
+          action: "question-dropped",
+          thing,
+          owner,
+          caller: req.caller,
+          detail: { why: `the owner has ${config.max_pending_questions} unanswered questions` },
+        },
+      );
       return { question: "not asked: too many pending" };
     }
     if (outcome.kind === "ask") {
       this.deps.ask(outcome.question);
-      this.deps.audit.record({
+      // Questions are written before the decision is answered: they matter more than decisions.
+      await this.deps.audit.write({
         actor: this.deps.serviceJid,
         action: "question-asked",
         thing,

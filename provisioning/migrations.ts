@@ -11,7 +11,14 @@
  *   coalesces identical questions.
  * - prov_pending_clear: things that still need a clearCache (offline, or it failed).
  * - prov_enforced: things whose owner asked the broker to refuse denied requests itself.
- * - prov_audit: append-only; a trigger refuses UPDATE, DELETE and TRUNCATE.
+ * - prov_tokens (003): tokens issued for certificates whose holders answered the challenge.
+ * - prov_audit: append-only; a trigger refuses UPDATE, DELETE and TRUNCATE. From 002 on, the
+ *   one exception is the retention job's function prov_audit_prune(cutoff, batch): it announces
+ *   its cut-off in a transaction-local setting, and the trigger lets a DELETE through only for
+ *   rows older than that cut-off, and only when the cut-off is at least a day old. An ordinary
+ *   `delete from prov_audit` is still refused, and even a hand-made setting can only remove what
+ *   a retention of one day would. UPDATE and TRUNCATE stay refused. Plain SQL (set_config,
+ *   current_setting, plpgsql), so PGlite and PostgreSQL 15 behave the same (DESIGN.md §1.5).
  */
 import type { Migration } from "../server/storage/db.ts";
 
@@ -86,6 +93,56 @@ export const provisioningMigrations: readonly Migration[] = [
         for each row execute function prov_audit_append_only();
       create trigger prov_audit_no_truncate before truncate on prov_audit
         for each statement execute function prov_audit_append_only();
+    `,
+  },
+  {
+    id: "002-provisioning-audit-retention",
+    sql: `
+      create or replace function prov_audit_append_only() returns trigger language plpgsql as $$
+      declare
+        cutoff timestamptz;
+      begin
+        if tg_op = 'DELETE' then
+          cutoff := nullif(current_setting('hanse.prov_audit_prune_before', true), '')::timestamptz;
+          -- Only prov_audit_prune sets this, for its own transaction; a day is the shortest retention.
+          if cutoff is not null and cutoff <= now() - interval '1 day' and old.at < cutoff then
+            return old;
+          end if;
+        end if;
+        raise exception 'the provisioning audit trail is append-only';
+      end
+      $$;
+
+      -- Deletes at most batch rows older than cutoff; returns how many. The setting is local to
+      -- the transaction and cleared before returning, so nothing after it inherits the exception.
+      create function prov_audit_prune(cutoff timestamptz, batch integer) returns bigint
+      language plpgsql as $$
+      declare
+        deleted bigint;
+      begin
+        perform set_config('hanse.prov_audit_prune_before', cutoff::text, true);
+        delete from prov_audit
+          where id in (select id from prov_audit where at < cutoff order by at limit batch);
+        get diagnostics deleted = row_count;
+        perform set_config('hanse.prov_audit_prune_before', '', true);
+        return deleted;
+      end
+      $$;
+    `,
+  },
+  {
+    // Tokens (XEP-0324 §3.1): one per certificate (its SHA-256 fingerprint), for the JID that
+    // proved it holds the private key.
+    id: "003-provisioning-tokens",
+    sql: `
+      create table prov_tokens (
+        token text primary key,
+        jid text not null,
+        fingerprint text not null unique,
+        certificate text not null,
+        created_at timestamptz not null default now()
+      );
+      create index prov_tokens_jid on prov_tokens (jid);
     `,
   },
 ];

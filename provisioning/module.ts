@@ -4,6 +4,7 @@
  * isFriend/canRead/canControl, asks owners, learns their answers as rules, clears things' caches
  * (again when they next come online), keeps an audit trail, and optionally enforces decisions in
  * the broker. It provides the owner-facing service "provisioning" (service.ts).
+ * Things and clients can also get tokens for their certificates (tokens.ts).
  * References: XEP-0324 §3.1–§3.5, §4 (determining support), §6.1 of the XEP (a provisioning
  * server hosted as a component needs no friendship); XEP-0030 §4 (components as items).
  */
@@ -28,8 +29,10 @@ import { ThingNotifier } from "./notify.ts";
 import { ownerCommands } from "./owner-commands.ts";
 import { NS_PROVISIONING } from "./protocol.ts";
 import { questionMessage } from "./questions.ts";
+import { retentionJob } from "./retention.ts";
 import { createProvisioningService, type ProvisioningService } from "./service.ts";
 import { createProvisioningStore } from "./store.ts";
+import { getTokenChallengeResponseHandler, getTokenHandler, TokenIssuer } from "./tokens.ts";
 
 /** Before routing, after nothing: a refused request should cost the broker as little as possible. */
 const ENFORCEMENT_PRIORITY = 50;
@@ -54,7 +57,9 @@ export const provisioningModule: Module = {
     component.identity("component", "generic", config.name);
     component.feature(NS_PROVISIONING);
     const store = createProvisioningStore(api.db);
-    const audit = new AuditLog(store, component.log);
+    const audit = new AuditLog(store, component.log, {
+      coalesceWindowMs: config.audit_coalesce_window * 1000,
+    });
     const inFlight = new Set<Promise<unknown>>();
     running.add({ inFlight, audit });
     const track = (task: Promise<unknown>, what: string) => {
@@ -90,6 +95,14 @@ export const provisioningModule: Module = {
     component.iq("get", NS_PROVISIONING, "canRead", canReadHandler(engine));
     component.iq("get", NS_PROVISIONING, "canControl", canControlHandler(engine));
     component.iq("set", NS_DATA, "x", answerIqHandler(service));
+    const tokens = new TokenIssuer({ store, audit });
+    component.iq("get", NS_PROVISIONING, "getToken", getTokenHandler(tokens));
+    component.iq(
+      "get",
+      NS_PROVISIONING,
+      "getTokenChallengeResponse",
+      getTokenChallengeResponseHandler(tokens),
+    );
     component.on("message", "host", answerMessageHook(component, service));
     installCommands(component, ownerCommands(service, registry));
     api.policy(enforcementPolicy({ domain: api.domain, enforced, engine }), ENFORCEMENT_PRIORITY);
@@ -127,12 +140,23 @@ export const provisioningModule: Module = {
       );
     });
 
-    component.every(config.audit_flush_interval, () => audit.flush());
+    component.every(config.audit_flush_interval, () => audit.tick());
+    if (config.audit_retention_days > 0) {
+      const prune = retentionJob({
+        store,
+        audit,
+        log: component.log,
+        actor: component.domain,
+        retentionDays: config.audit_retention_days,
+      });
+      track(prune(), "audit retention"); // once at start, so short-lived brokers prune too
+      component.every(config.audit_prune_interval * 1000, prune);
+    }
   },
   async stop() {
     for (const r of running) {
       while (r.inFlight.size > 0) await Promise.all([...r.inFlight]);
-      await r.audit.flush();
+      await r.audit.settle();
     }
   },
 };

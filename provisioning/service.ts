@@ -15,7 +15,7 @@ import type { ProvisioningConfig } from "./config.ts";
 import type { DecisionEngine } from "./decisions.ts";
 import type { ThingNotifier } from "./notify.ts";
 import { parseAnswer, ruleFromAnswer, type SubmittedAnswer } from "./questions.ts";
-import type { NewRule, Rule, Scope } from "./rules.ts";
+import { evaluate, type NewRule, type Rule, type Scope } from "./rules.ts";
 import type { AuditRecord, ProvisioningStore, Question } from "./store.ts";
 
 /** An owner's answer given through the API (ad-hoc commands, portal) rather than a form. */
@@ -104,7 +104,10 @@ export function createProvisioningService(deps: ServiceDeps): ProvisioningServic
       await store.deleteRule(owner, rule.id); // answered twice at once: the first answer stands
       throw new StanzaError("item-not-found", "this question was answered already");
     }
-    audit.record({
+    // Caches go first: the new rule must apply as soon as it exists.
+    rulesChanged(q.thing, `rule ${rule.id} added`, { rule });
+    // Answers and rule changes are stored before the owner hears "done" (not batched).
+    await audit.write({
       actor: owner,
       action: "answer",
       thing: q.thing,
@@ -112,7 +115,7 @@ export function createProvisioningService(deps: ServiceDeps): ProvisioningServic
       caller: q.caller,
       detail: { key: q.key, allow: rule.allow, scope: rule.scope, once: rule.once, rule: rule.id },
     });
-    audit.record({
+    await audit.write({
       actor: owner,
       action: "rule-added",
       thing: q.thing,
@@ -120,8 +123,36 @@ export function createProvisioningService(deps: ServiceDeps): ProvisioningServic
       caller: q.caller,
       detail: ruleDetail(rule),
     });
-    rulesChanged(q.thing, `rule ${rule.id} added`, { rule });
+    await closeDecidedQuestions(owner, q.thing, rule);
     return rule;
+  }
+
+  /**
+   * A new rule may decide other callers' pending questions too (an answer for a whole domain, or
+   * for everyone): those are closed, not asked again. A once-rule closes nothing, because it
+   * decides only the next request.
+   */
+  async function closeDecidedQuestions(owner: string, thing: string, rule: Rule): Promise<void> {
+    if (rule.once) return;
+    const pending = await store.pendingQuestionsOfThing(thing, owner);
+    if (pending.length === 0) return;
+    const rules = await store.rulesFor(thing, owner);
+    const before = rules.filter((r) => r.id !== rule.id);
+    for (const q of pending) {
+      const request = { kind: q.kind, caller: q.caller, ...q.request };
+      const verdict = evaluate(rules, request);
+      // Decided now, and not before: the new rule is what answers this question.
+      if (verdict.outcome === "unknown" || evaluate(before, request).outcome !== "unknown") continue;
+      if (!(await store.closeQuestion(q.key))) continue; // answered meanwhile
+      await audit.write({
+        actor: owner,
+        action: "question-closed",
+        thing,
+        owner,
+        caller: q.caller,
+        detail: { key: q.key, why: "decided by a new rule", rule: rule.id, outcome: verdict.outcome },
+      });
+    }
   }
 
   async function questionFor(key: string): Promise<Question> {
@@ -138,21 +169,21 @@ export function createProvisioningService(deps: ServiceDeps): ProvisioningServic
     async deleteRule(owner, id) {
       const rule = await store.deleteRule(owner, id);
       if (!rule) throw new StanzaError("item-not-found", `no rule ${id}`);
-      audit.record({
+      rulesChanged(rule.thing, `rule ${id} deleted`, { rule, removed: true });
+      await audit.write({
         actor: owner,
         action: "rule-deleted",
         thing: rule.thing,
         owner,
         detail: ruleDetail(rule),
       });
-      rulesChanged(rule.thing, `rule ${id} deleted`, { rule, removed: true });
       return rule;
     },
 
     async deleteRules(owner, thing) {
       const count = await store.deleteRules(owner, thing);
-      audit.record({ actor: owner, action: "rules-deleted", thing, owner, detail: { count } });
       if (count > 0) rulesChanged(thing, `${count} rules deleted`);
+      await audit.write({ actor: owner, action: "rules-deleted", thing, owner, detail: { count } });
       return count;
     },
 
@@ -187,7 +218,7 @@ export function createProvisioningService(deps: ServiceDeps): ProvisioningServic
       await store.setEnforced(thing, owner, on);
       if (on) deps.enforced.set(thing, owner);
       else deps.enforced.delete(thing);
-      audit.record({ actor: owner, action: on ? "enforcement-on" : "enforcement-off", thing, owner });
+      await audit.write({ actor: owner, action: on ? "enforcement-on" : "enforcement-off", thing, owner });
     },
 
     isEnforced: (thing) => deps.enforced.has(thing),

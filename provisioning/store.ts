@@ -134,6 +134,11 @@ export interface AuditQuery {
   readonly limit: number;
 }
 
+/** A token (XEP-0324 §3.1): random, URL-safe, no whitespace. */
+export function newToken(): string {
+  return randomBytes(24).toString("base64url");
+}
+
 /** Question keys: unguessable, so a key alone never lets anyone but the owner answer. */
 export function newQuestionKey(): string {
   return randomBytes(16).toString("base64url");
@@ -250,6 +255,13 @@ export function createProvisioningStore(db: Db) {
       return rows.map(toQuestion);
     },
 
+    /** The thing's pending questions to this owner (a new rule may decide some of them). */
+    async pendingQuestionsOfThing(thing: string, owner: string): Promise<Question[]> {
+      const rows = await db<QuestionRow[]>`
+        select * from prov_questions where thing = ${thing} and owner = ${owner} order by created_at, key`;
+      return rows.map(toQuestion);
+    },
+
     /** After an ownership change: questions to anyone but the new owner are void. */
     async dropQuestionsOfThing(thing: string, keepOwner: string | undefined): Promise<number> {
       const rows = await db`
@@ -287,6 +299,32 @@ export function createProvisioningStore(db: Db) {
       return new Map(rows.map((r) => [r.thing, r.owner]));
     },
 
+    /**
+     * The token of a certificate (by fingerprint): the existing one, or a new one for `jid` unless
+     * it holds `maxPerJid` already.
+     */
+    async issueToken(
+      jid: string,
+      fingerprint: string,
+      certificate: string,
+      maxPerJid: number,
+    ): Promise<{ token: string; created: boolean } | "too-many"> {
+      return db.begin(async (tx) => {
+        await tx`select pg_advisory_xact_lock(hashtext(${`prov-token:${fingerprint}`}))`;
+        const [existing] = await tx<{ token: string }[]>`
+          select token from prov_tokens where fingerprint = ${fingerprint}`;
+        if (existing) return { token: existing.token, created: false };
+        const [count] = await tx<{ n: number }[]>`
+          select count(*)::int as n from prov_tokens where jid = ${jid}`;
+        if (count!.n >= maxPerJid) return "too-many" as const;
+        const token = newToken();
+        await tx`
+          insert into prov_tokens (token, jid, fingerprint, certificate)
+          values (${token}, ${jid}, ${fingerprint}, ${certificate})`;
+        return { token, created: true };
+      });
+    },
+
     async appendAudit(entries: readonly AuditEntry[]): Promise<void> {
       if (entries.length === 0) return;
       const rows = entries.map((e) => ({
@@ -299,6 +337,15 @@ export function createProvisioningStore(db: Db) {
         detail: JSON.stringify(e.detail ?? {}),
       }));
       await db`insert into prov_audit ${db(rows)}`;
+    },
+
+    /**
+     * Retention: deletes at most `batch` audit rows older than `cutoff` through the one function
+     * the append-only trigger lets through (migrations.ts 002); returns how many were deleted.
+     */
+    async pruneAudit(cutoff: Date, batch: number): Promise<number> {
+      const [row] = await db<{ n: string }[]>`select prov_audit_prune(${cutoff}, ${batch}) as n`;
+      return Number(row!.n);
     },
 
     async audit(q: AuditQuery): Promise<AuditRecord[]> {

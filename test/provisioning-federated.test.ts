@@ -96,12 +96,15 @@ describe("provisioning with the owner on another broker (over s2s)", () => {
     );
     const cq = questionFields(await olga.nextStanza(isQuestion, 30_000));
     assert.deepEqual(cq.get("kind"), ["control"]);
+    const cleared = thing.clearCaches.length;
     await olga.send(xml("message", { to: PROV }, answerForm(cq.get("key")![0]!, "allow", "caller")));
     await until(
       "the control rule",
       async () => (await probe.service().listRules("olga@b.test")).length === 2,
       20_000,
     );
+    // The thing caches answers until it is told otherwise (XEP-0324 §3.5).
+    await until("clearCache after the control rule", () => thing.clearCaches.length > cleared, 20_000);
     await sam.iqCaller.request(
       xml(
         "iq",
