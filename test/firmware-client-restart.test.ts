@@ -7,16 +7,12 @@
  */
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
+import { pause } from "../extensions/roster/testing.ts";
 import { XmppClient } from "../firmware/xmpp/client.ts";
 import { startTcpRelay } from "../firmware/xmpp/testing.ts";
 import { startTestBroker } from "../server/testing/broker.ts";
+import { onceOnline } from "./firmware-support.ts";
 import { loginTo, xml } from "./support/xmpp-client.ts";
-
-const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-function onceOnline(client: XmppClient): Promise<{ resumed: boolean }> {
-  return new Promise((resolve) => client.once("online", resolve));
-}
 
 describe("firmware XMPP client across a broker restart", () => {
   test("comes back after a full restart with a new session and delivers what it queued", async () => {

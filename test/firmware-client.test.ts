@@ -9,27 +9,15 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { Element } from "ltx";
+import { pause } from "../extensions/roster/testing.ts";
 import { XmppClient, type XmppClientOptions } from "../firmware/xmpp/client.ts";
 import { RequestTimeoutError, XmppRequestError } from "../firmware/xmpp/errors.ts";
 import { registerAccount } from "../firmware/xmpp/register.ts";
 import { startTcpRelay } from "../firmware/xmpp/testing.ts";
 import { startTestBroker, type TestBroker } from "../server/testing/broker.ts";
 import { StanzaError } from "../server/xml/errors.ts";
+import { onceOnline, until } from "./firmware-support.ts";
 import { loginTo, type TestClient, xml } from "./support/xmpp-client.ts";
-
-const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function until(check: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await pause(20);
-  }
-}
-
-function onceOnline(client: XmppClient): Promise<{ resumed: boolean }> {
-  return new Promise((resolve) => client.once("online", resolve));
-}
 
 const NS_THING = "urn:example:thing";
 
@@ -81,8 +69,8 @@ describe("firmware XMPP client against Hanse", () => {
     assert.equal(d.mechanism, "SCRAM-SHA-256-PLUS");
     assert.equal(d.streamManagement, true);
     await until(
-      () => broker.sessions.get("thing@localhost", "sensor")?.available === true,
       "initial presence",
+      () => broker.sessions.get("thing@localhost", "sensor")?.available === true,
     );
     await d.stop();
     assert.equal(d.online, false);
@@ -211,10 +199,10 @@ describe("firmware XMPP client against Hanse", () => {
     d.on("message", (s) => events.push(s.getChildText("body") ?? ""));
     const b = await bob();
     await b.send(xml("message", { to: d.jid, type: "chat" }, xml("body", {}, "one")));
-    await until(() => seen.length === 1 && events.length === 1, "first message");
+    await until("first message", () => seen.length === 1 && events.length === 1);
     unsubscribe();
     await b.send(xml("message", { to: d.jid, type: "chat" }, xml("body", {}, "two")));
-    await until(() => events.length === 2, "second message");
+    await until("second message", () => events.length === 2);
     assert.deepEqual(seen, ["one"]);
     assert.deepEqual(events, ["one", "two"]);
     await d.stop();
@@ -231,7 +219,7 @@ describe("firmware XMPP client against Hanse", () => {
     const toDevice = (n: number) =>
       b.send(xml("message", { to: d.jid, type: "chat" }, xml("body", {}, `m${n}`)));
     await toDevice(1);
-    await until(() => bodies.length === 1, "m1");
+    await until("m1", () => bodies.length === 1);
 
     const back = onceOnline(d);
     relay.cut();
@@ -239,7 +227,7 @@ describe("firmware XMPP client against Hanse", () => {
     for (let n = 2; n <= 5; n++) await toDevice(n);
     d.send(xml("message", { to: "bob@localhost", type: "chat" }, xml("body", {}, "from the device")));
     assert.deepEqual(await back, { resumed: true });
-    await until(() => bodies.length >= 5, "m2..m5");
+    await until("m2..m5", () => bodies.length >= 5);
     await b.nextStanza((s) => s.is("message") && s.getChildText("body") === "from the device");
     await pause(200);
     assert.deepEqual(bodies, ["m1", "m2", "m3", "m4", "m5"], "every message exactly once");

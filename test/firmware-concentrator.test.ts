@@ -23,7 +23,6 @@ import {
   getRootNodes,
   NS_CONCENTRATORS,
 } from "../extensions/concentrators/index.ts";
-import { loginAs } from "../extensions/roster/testing.ts";
 import {
   type NodeRef,
   NS_SENSOR_DATA,
@@ -34,8 +33,8 @@ import {
 import { loadState, StateFileError } from "../firmware/thing/state.ts";
 import { Thing } from "../firmware/thing/thing.ts";
 import { startTestBroker, type TestBroker } from "../server/testing/broker.ts";
-import { conditionOf, portOf, until } from "./firmware-support.ts";
-import { connectClient, type Element, type TestClient, xml } from "./support/xmpp-client.ts";
+import { conditionOf, loginUser, portOf, until } from "./firmware-support.ts";
+import { type Element, type TestClient, xml } from "./support/xmpp-client.ts";
 
 const NODES = [
   { nodeId: "Floor1", displayName: "First floor", nodeType: "Floor" },
@@ -97,20 +96,8 @@ describe("a concentrator thing: several nodes, partial results, XEP-0326 basics"
     });
     await thing.start();
     to = `${jid}/fw`;
-    const login = (user: string) =>
-      loginAs(
-        (u) =>
-          connectClient({
-            service: `xmpp://127.0.0.1:${broker.ports.c2s}`,
-            domain: "localhost",
-            username: u,
-            password: `${u}-pw`,
-            ca: broker.certificatePem,
-          }),
-        user,
-      );
-    owner = await login("olga");
-    stranger = await login("sven");
+    owner = await loginUser(broker, "olga");
+    stranger = await loginUser(broker, "sven");
   });
   after(async () => {
     await thing?.stop();

@@ -18,14 +18,20 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { sendControl } from "../extensions/control/index.ts";
 import { createApiKeyStore } from "../extensions/register/api-keys.ts";
-import { loginAs } from "../extensions/roster/testing.ts";
 import { requestReadout, type SensorField } from "../extensions/sensor-data/index.ts";
-import { createDevice } from "../firmware/simulator/kinds.ts";
 import { Thing } from "../firmware/thing/thing.ts";
 import { startTestBroker, type TestBroker } from "../server/testing/broker.ts";
-import { claim, conditionOf, portOf, until } from "./firmware-support.ts";
+import {
+  claim,
+  conditionOf,
+  factoryApiKey,
+  loginUser,
+  portOf,
+  simulatedThingOptions,
+  until,
+} from "./firmware-support.ts";
 import { spawnHanse } from "./support/broker-process.ts";
-import { connectClient, type Element, type TestClient, xml } from "./support/xmpp-client.ts";
+import { type Element, type TestClient, xml } from "./support/xmpp-client.ts";
 
 const NS_DATA = "jabber:x:data";
 const QUESTION = "urn:hanse:iot:provisioning:question:0";
@@ -112,7 +118,7 @@ async function answer(
 
 describe("thing life cycle with provisioning, through hanse simulate", () => {
   let broker: TestBroker;
-  let apiKey: { id: string; secret: string };
+  let apiKey: Awaited<ReturnType<typeof factoryApiKey>>;
   const dir = mkdtempSync(join(tmpdir(), "hanse-simulate-"));
   const caFile = join(dir, "ca.pem");
   const clients: TestClient[] = [];
@@ -122,10 +128,7 @@ describe("thing life cycle with provisioning, through hanse simulate", () => {
   before(async () => {
     broker = await startTestBroker();
     writeFileSync(caFile, broker.certificatePem);
-    apiKey = await createApiKeyStore(broker.storage.db).create({
-      owner: "factory@localhost",
-      maxAccounts: 10,
-    });
+    apiKey = await factoryApiKey(broker, 10);
     for (const name of ["olga", "sven", "otto", "sina"]) await broker.addUser(name, `${name}-pw`);
   });
   after(async () => {
@@ -136,18 +139,7 @@ describe("thing life cycle with provisioning, through hanse simulate", () => {
   });
 
   const login = async (user: string) => {
-    const c = await loginAs(
-      (u, resource) =>
-        connectClient({
-          service: `xmpp://127.0.0.1:${broker.ports.c2s}`,
-          domain: "localhost",
-          username: u,
-          password: `${u}-pw`,
-          ca: broker.certificatePem,
-          ...(resource ? { resource } : {}),
-        }),
-      user,
-    );
+    const c = await loginUser(broker, user);
     clients.push(c);
     return c;
   };
@@ -157,7 +149,7 @@ describe("thing life cycle with provisioning, through hanse simulate", () => {
       spawnHanse([
         "simulate",
         ...["--kind", kind, "--count", "1", "--domain", "localhost", "--host", "127.0.0.1"],
-        ...["--port", String(broker.ports.c2s), "--api-key", `${apiKey.id}:${apiKey.secret}`],
+        ...["--port", String(broker.ports.c2s), "--api-key", `${apiKey.id}:${apiKey.credentials.secret}`],
         ...["--state-dir", stateDir, "--ca", caFile],
         ...extra,
       ]),
@@ -234,19 +226,15 @@ describe("thing life cycle with provisioning, through hanse simulate", () => {
   });
 
   test("friendship: a stranger's subscription is refused and asked about; once allowed the thing befriends", async () => {
-    const device = createDevice("thermometer", { serial: "TH-FRIEND-1" });
-    const thing = new Thing({
-      domain: "localhost",
-      host: "127.0.0.1",
-      port: broker.ports.c2s!,
-      ca: broker.certificatePem,
-      stateFile: join(dir, "friendly.json"),
-      apiKey: { key: apiKey.id, secret: apiKey.secret },
-      tags: device.tags,
-      sensors: device.sensors,
-      resource: "fw",
-      reconnect: false,
-    });
+    const thing = new Thing(
+      simulatedThingOptions(
+        broker,
+        "thermometer",
+        "TH-FRIEND-1",
+        join(dir, "friendly.json"),
+        apiKey.credentials,
+      ),
+    );
     things.push(thing);
     const registered = new Promise<string>((resolve) => thing.once("registered", resolve));
     await thing.start();
@@ -283,20 +271,9 @@ describe("thing life cycle with provisioning, through hanse simulate", () => {
   });
 
   test("simulated relay: a stranger's control is asked about, one parameter allowed, the other refused", async () => {
-    const device = createDevice("relay", { serial: "RL-PROV-1" });
-    const thing = new Thing({
-      domain: "localhost",
-      host: "127.0.0.1",
-      port: broker.ports.c2s!,
-      ca: broker.certificatePem,
-      stateFile: join(dir, "relay.json"),
-      apiKey: { key: apiKey.id, secret: apiKey.secret },
-      tags: device.tags,
-      sensors: device.sensors,
-      control: device.control!,
-      resource: "fw",
-      reconnect: false,
-    });
+    const thing = new Thing(
+      simulatedThingOptions(broker, "relay", "RL-PROV-1", join(dir, "relay.json"), apiKey.credentials),
+    );
     things.push(thing);
     const registered = new Promise<string>((resolve) => thing.once("registered", resolve));
     await thing.start();

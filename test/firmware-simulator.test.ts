@@ -12,31 +12,25 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { createApiKeyStore } from "../extensions/register/api-keys.ts";
-import { loginAs } from "../extensions/roster/testing.ts";
 import { requestReadout } from "../extensions/sensor-data/index.ts";
-import { createDevice } from "../firmware/simulator/kinds.ts";
+import { createDevice, type SimulatedDevice } from "../firmware/simulator/kinds.ts";
 import { Simulator, type SimulatorEvent } from "../firmware/simulator/simulator.ts";
+import type { ApiKeyCredentials } from "../firmware/thing/account.ts";
 import { startTestBroker, type TestBroker } from "../server/testing/broker.ts";
-import { claim, portOf } from "./firmware-support.ts";
+import { claim, factoryApiKey, loginUser, portOf } from "./firmware-support.ts";
 import { runHanse } from "./support/broker-process.ts";
-import { connectClient } from "./support/xmpp-client.ts";
 
 const COUNT = 24;
 
 describe("the simulator", () => {
   let broker: TestBroker;
-  let apiKey: { key: string; secret: string };
+  let apiKey: ApiKeyCredentials;
   let keyId: string;
   const dir = mkdtempSync(join(tmpdir(), "hanse-sim-"));
 
   before(async () => {
     broker = await startTestBroker();
-    const key = await createApiKeyStore(broker.storage.db).create({
-      owner: "factory@localhost",
-      maxAccounts: 100,
-    });
-    apiKey = { key: key.id, secret: key.secret };
-    keyId = key.id;
+    ({ id: keyId, credentials: apiKey } = await factoryApiKey(broker, 100));
     await broker.addUser("olga", "olga-pw");
   });
   after(async () => {
@@ -72,17 +66,7 @@ describe("the simulator", () => {
 
     // Claim one and read it twice: the energy counter grows, values carry units and decimals.
     const first = unclaimed.find((e) => e.index === 1)!;
-    const owner = await loginAs(
-      (u) =>
-        connectClient({
-          service: `xmpp://127.0.0.1:${broker.ports.c2s}`,
-          domain: "localhost",
-          username: u,
-          password: `${u}-pw`,
-          ca: broker.certificatePem,
-        }),
-      "olga",
-    );
+    const owner = await loginUser(broker, "olga");
     try {
       await claim(owner, first.uri);
       const read = async () => {
@@ -136,17 +120,19 @@ describe("the simulator", () => {
       seed = (seed * 1103515245 + 12345) % 2 ** 31;
       return seed / 2 ** 31;
     };
-    const meter = createDevice("power-meter", { serial: "X", random });
-    const energy = () => {
-      const fields = meter.sensors({
+    /** The numeric value of field `name` in a readout of the device. */
+    const numericField = (device: SimulatedDevice, name: string) => {
+      const fields = device.sensors({
         caller: "",
         request: { seqnr: 1, categories: [], nodes: [], fieldNames: [], tokens: {} },
       });
       const f = (fields as unknown as { name: string; value: { value: number } }[]).find(
-        (x) => x.name === "Energy",
+        (x) => x.name === name,
       )!;
       return f.value.value;
     };
+    const meter = createDevice("power-meter", { serial: "X", random });
+    const energy = () => numericField(meter, "Energy");
     let last = energy();
     for (let i = 0; i < 100; i++) {
       meter.tick(60_000); // a minute at a time
@@ -156,14 +142,8 @@ describe("the simulator", () => {
     }
     const thermometer = createDevice("thermometer", { serial: "Y", random });
     for (let i = 0; i < 1000; i++) thermometer.tick(1000);
-    const fields = thermometer.sensors({
-      caller: "",
-      request: { seqnr: 1, categories: [], nodes: [], fieldNames: [], tokens: {} },
-    });
-    const t = (fields as unknown as { name: string; value: { value: number } }[]).find(
-      (x) => x.name === "Temperature",
-    )!;
-    assert.ok(t.value.value >= 10 && t.value.value <= 30, `temperature stays plausible: ${t.value.value}`);
+    const temperature = numericField(thermometer, "Temperature");
+    assert.ok(temperature >= 10 && temperature <= 30, `temperature stays plausible: ${temperature}`);
   });
 
   test("hanse simulate: usage errors exit 2 with a message", async () => {

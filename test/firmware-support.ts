@@ -1,14 +1,64 @@
 /**
  * Helpers for the firmware tests: an independent @xmpp/client as owner or stranger speaking to a
- * thing (a StanzaPort over it for the shared client codecs), claiming a thing from its iotdisco
- * URI, and waiting for events.
- * References: XEP-0347 §3.9 (mine with exactly the thing's tags), XEP-0323/XEP-0325 (client side
- * through extensions/sensor-data and extensions/control).
+ * thing (logged in to the test broker; a StanzaPort over it for the shared client codecs), a
+ * manufacturer's API key, the options of a simulated device as a Thing, claiming a thing from its
+ * iotdisco URI, and waiting for events.
+ * References: XEP-0348 §2 (API keys), XEP-0347 §3.9 (mine with exactly the thing's tags),
+ * XEP-0323/XEP-0325 (client side through extensions/sensor-data and extensions/control);
+ * RFC 6121 §2.2 (the client fetches its roster before going online).
  */
+import { createApiKeyStore } from "../extensions/register/api-keys.ts";
+import { loginAs } from "../extensions/roster/testing.ts";
 import type { StanzaPort } from "../extensions/sensor-data/index.ts";
-import { type Element, type TestClient, xml } from "./support/xmpp-client.ts";
+import { createDevice, type SimulatedKind } from "../firmware/simulator/kinds.ts";
+import type { ApiKeyCredentials } from "../firmware/thing/account.ts";
+import type { ThingOptions } from "../firmware/thing/thing.ts";
+import type { XmppClient } from "../firmware/xmpp/client.ts";
+import type { TestBroker } from "../server/testing/broker.ts";
+import { type Element, loginTo, type TestClient, xml } from "./support/xmpp-client.ts";
 
 export const NS_DISCOVERY = "urn:xmpp:iot:discovery";
+
+/** `user` (password `${user}-pw`) logged in to the broker like a good client: roster fetched, online. */
+export function loginUser(broker: TestBroker, user: string): Promise<TestClient> {
+  return loginAs((u, resource) => loginTo(broker, u, `${u}-pw`, resource ? { resource } : {}), user);
+}
+
+/** A manufacturer's API key on the broker (XEP-0348): its id, and the credentials a thing signs with. */
+export async function factoryApiKey(
+  broker: TestBroker,
+  maxAccounts: number,
+): Promise<{ id: string; credentials: ApiKeyCredentials }> {
+  const key = await createApiKeyStore(broker.storage.db).create({ owner: "factory@localhost", maxAccounts });
+  return { id: key.id, credentials: { key: key.id, secret: key.secret } };
+}
+
+/**
+ * A simulated device of `kind` as a Thing on the broker: it creates its account with the API key,
+ * keeps its state in `stateFile`, answers as resource "fw" and does not reconnect.
+ */
+export function simulatedThingOptions(
+  broker: TestBroker,
+  kind: SimulatedKind,
+  serial: string,
+  stateFile: string,
+  apiKey: ApiKeyCredentials,
+): ThingOptions {
+  const device = createDevice(kind, { serial });
+  return {
+    domain: broker.domain,
+    host: "127.0.0.1",
+    port: broker.ports.c2s!,
+    ca: broker.certificatePem,
+    stateFile,
+    apiKey,
+    tags: device.tags,
+    sensors: device.sensors,
+    ...(device.control && { control: device.control }),
+    resource: "fw",
+    reconnect: false,
+  };
+}
 
 /** The shared client codecs over an @xmpp/client connection. */
 export function portOf(client: TestClient): StanzaPort {
@@ -69,6 +119,11 @@ export async function claim(owner: TestClient, uri: string, isPublic = false): P
   return result.getChild("claimed", NS_DISCOVERY)!.attrs.jid as string;
 }
 
+/** Resolves when the device client is online (again): after login, resumption or a new session. */
+export function onceOnline(client: XmppClient): Promise<{ resumed: boolean }> {
+  return new Promise((resolve) => client.once("online", resolve));
+}
+
 /** Resolves when `emitter` emits `event` (with its arguments), or rejects after `timeoutMs`. */
 export function once<T extends unknown[]>(
   emitter: { once(event: string, l: (...args: T) => void): unknown },
@@ -84,16 +139,16 @@ export function once<T extends unknown[]>(
   });
 }
 
-/** Polls `fn` until it returns something defined. */
+/** Polls `fn` until it returns something defined other than false (a condition or a value). */
 export async function until<T>(
   what: string,
-  fn: () => T | undefined | Promise<T | undefined>,
+  fn: () => T | undefined | false | Promise<T | undefined | false>,
   timeoutMs = 10_000,
 ): Promise<T> {
   const end = Date.now() + timeoutMs;
   for (;;) {
     const v = await fn();
-    if (v !== undefined) return v;
+    if (v !== undefined && v !== false) return v;
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 50));
   }

@@ -15,18 +15,27 @@ import { after, before, describe, test } from "node:test";
 import { getControlForm, sendControl } from "../extensions/control/index.ts";
 import { formValue } from "../extensions/data-forms/form.ts";
 import { createApiKeyStore } from "../extensions/register/api-keys.ts";
-import { loginAs } from "../extensions/roster/testing.ts";
 import { requestReadout } from "../extensions/sensor-data/index.ts";
-import { createDevice } from "../firmware/simulator/kinds.ts";
+import type { ApiKeyCredentials } from "../firmware/thing/account.ts";
 import { readStateFile } from "../firmware/thing/state.ts";
 import { Thing, type ThingOptions } from "../firmware/thing/thing.ts";
 import { startTestBroker, type TestBroker } from "../server/testing/broker.ts";
-import { claim, conditionOf, NS_DISCOVERY, once, portOf, until } from "./firmware-support.ts";
-import { connectClient, type TestClient, xml } from "./support/xmpp-client.ts";
+import {
+  claim,
+  conditionOf,
+  factoryApiKey,
+  loginUser,
+  NS_DISCOVERY,
+  once,
+  portOf,
+  simulatedThingOptions,
+  until,
+} from "./firmware-support.ts";
+import { type TestClient, xml } from "./support/xmpp-client.ts";
 
 describe("thing SDK against a Hanse broker", () => {
   let broker: TestBroker;
-  let apiKey: { key: string; secret: string };
+  let apiKey: ApiKeyCredentials;
   let keyId: string;
   const dir = mkdtempSync(join(tmpdir(), "hanse-firmware-"));
   const things: Thing[] = [];
@@ -34,12 +43,7 @@ describe("thing SDK against a Hanse broker", () => {
 
   before(async () => {
     broker = await startTestBroker();
-    const key = await createApiKeyStore(broker.storage.db).create({
-      owner: "factory@localhost",
-      maxAccounts: 10,
-    });
-    apiKey = { key: key.id, secret: key.secret };
-    keyId = key.id;
+    ({ id: keyId, credentials: apiKey } = await factoryApiKey(broker, 10));
     await broker.addUser("olga", "olga-pw");
   });
   after(async () => {
@@ -49,38 +53,13 @@ describe("thing SDK against a Hanse broker", () => {
   });
 
   const login = async (user: string) => {
-    const c = await loginAs(
-      (u, resource) =>
-        connectClient({
-          service: `xmpp://127.0.0.1:${broker.ports.c2s}`,
-          domain: "localhost",
-          username: u,
-          password: `${u}-pw`,
-          ca: broker.certificatePem,
-          ...(resource ? { resource } : {}),
-        }),
-      user,
-    );
+    const c = await loginUser(broker, user);
     clients.push(c);
     return c;
   };
 
-  const thingOptions = (kind: "thermometer" | "relay", name: string, serial: string): ThingOptions => {
-    const device = createDevice(kind, { serial });
-    return {
-      domain: "localhost",
-      host: "127.0.0.1",
-      port: broker.ports.c2s!,
-      ca: broker.certificatePem,
-      stateFile: join(dir, `${name}.json`),
-      apiKey,
-      tags: device.tags,
-      sensors: device.sensors,
-      ...(device.control && { control: device.control }),
-      resource: "fw",
-      reconnect: false,
-    };
-  };
+  const thingOptions = (kind: "thermometer" | "relay", name: string, serial: string): ThingOptions =>
+    simulatedThingOptions(broker, kind, serial, join(dir, `${name}.json`), apiKey);
 
   test("a thermometer: account with the API key, registration, claim, readout, restart", async () => {
     const opts = thingOptions("thermometer", "thermo", "T-0001");

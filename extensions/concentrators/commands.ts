@@ -9,9 +9,10 @@
  */
 import { Element } from "ltx";
 import { StanzaError, type StanzaErrorCondition } from "../../server/xml/errors.ts";
+import { parseXsBoolean } from "../data-forms/xs-types.ts";
+import { readBooleanAttr } from "../sensor-data/attributes.ts";
 import { type NodeRef, nodeRefAttrs, readNodeRef } from "../sensor-data/node-ref.ts";
 import {
-  boolAttr,
   type DataSourceInfo,
   MAX_LIST_ENTRIES,
   type NodeInfo,
@@ -92,7 +93,10 @@ export interface NodeQueryFlags {
 }
 
 export function decodeNodeQueryFlags(el: Element): NodeQueryFlags {
-  return { parameters: boolAttr(el, "parameters") ?? false, messages: boolAttr(el, "messages") ?? false };
+  return {
+    parameters: readBooleanAttr(el, "parameters") ?? false,
+    messages: readBooleanAttr(el, "messages") ?? false,
+  };
 }
 
 function flagAttrs(flags?: Partial<NodeQueryFlags>): Record<string, string> {
@@ -168,10 +172,9 @@ export function encodeContainsNodeResponse(found: boolean): Element {
 }
 
 export function decodeContainsNodeResponse(el: Element): boolean {
-  const text = el.text().trim();
-  if (text !== "true" && text !== "false" && text !== "1" && text !== "0")
-    throw bad(`'${text}' is not a boolean`);
-  return text === "true" || text === "1";
+  const found = parseXsBoolean(el.text());
+  if (found === undefined) throw bad(`'${el.text().trim()}' is not a boolean`);
+  return found;
 }
 
 /** §3.5.7: the node information sits on the response element itself. */

@@ -9,7 +9,8 @@
  */
 import type { Element } from "ltx";
 import { StanzaError } from "../../server/xml/errors.ts";
-import { formatXsDateTime, parseXsBoolean, parseXsDateTime } from "../data-forms/xs-types.ts";
+import { formatXsDateTime, VALUE_TYPES, type ValueType } from "../data-forms/xs-types.ts";
+import { readBooleanAttr, readDateTimeAttr } from "../sensor-data/attributes.ts";
 import { type NodeRef, nodeRefAttrs } from "../sensor-data/node-ref.ts";
 
 export const NS_CONCENTRATORS = "urn:xmpp:iot:concentrators";
@@ -59,28 +60,12 @@ export interface DataSourceInfo {
   readonly lastChanged?: Date;
 }
 
-export type NodeParameterType =
-  | "boolean"
-  | "color"
-  | "dateTime"
-  | "double"
-  | "duration"
-  | "int"
-  | "long"
-  | "string"
-  | "time";
+/** XEP-0326 §3.2: the XEP-0325 value types but date. */
+export type NodeParameterType = Exclude<ValueType, "date">;
 
-export const NODE_PARAMETER_TYPES: readonly NodeParameterType[] = [
-  "boolean",
-  "color",
-  "dateTime",
-  "double",
-  "duration",
-  "int",
-  "long",
-  "string",
-  "time",
-];
+export const NODE_PARAMETER_TYPES: readonly NodeParameterType[] = VALUE_TYPES.filter(
+  (t): t is NodeParameterType => t !== "date",
+);
 
 /** A node parameter as shown in node information (lexical value). */
 export interface NodeParameter {
@@ -117,22 +102,6 @@ export const MAX_LIST_ENTRIES = 10_000;
 
 const bad = (text: string) => new StanzaError("bad-request", text);
 
-export function boolAttr(el: Element, name: string): boolean | undefined {
-  const v = el.attrs[name];
-  if (v === undefined) return undefined;
-  const b = parseXsBoolean(String(v));
-  if (b === undefined) throw bad(`${name}='${String(v)}' is not a boolean`);
-  return b;
-}
-
-function dateAttr(el: Element, name: string): Date | undefined {
-  const v = el.attrs[name];
-  if (v === undefined) return undefined;
-  const d = parseXsDateTime(String(v));
-  if (!d) throw bad(`${name}='${String(v)}' is not an xs:dateTime`);
-  return d;
-}
-
 function stringAttr(el: Element, name: string): string | undefined {
   const v = el.attrs[name];
   return v === undefined ? undefined : String(v);
@@ -151,11 +120,11 @@ export function writeDataSource(parent: Element, s: DataSourceInfo): Element {
 export function readDataSource(el: Element): DataSourceInfo {
   const sourceId = stringAttr(el, "sourceId");
   if (sourceId === undefined) throw bad("a dataSource has no sourceId");
-  const lastChanged = dateAttr(el, "lastChanged");
+  const lastChanged = readDateTimeAttr(el, "lastChanged");
   return {
     sourceId,
     name: stringAttr(el, "name") ?? sourceId,
-    hasChildren: boolAttr(el, "hasChildren") ?? false,
+    hasChildren: readBooleanAttr(el, "hasChildren") ?? false,
     ...(lastChanged && { lastChanged }),
   };
 }
@@ -208,7 +177,7 @@ export function readNodeInfo(el: Element): NodeInfo {
       const type = stringAttr(child, "type");
       const eventId = stringAttr(child, "eventId");
       messages.push({
-        timestamp: dateAttr(child, "timestamp") ?? new Date(0),
+        timestamp: readDateTimeAttr(child, "timestamp") ?? new Date(0),
         type: type === "Warning" || type === "Error" ? type : "Information",
         ...(eventId !== undefined && { eventId }),
         text: child.text(),
@@ -220,14 +189,18 @@ export function readNodeInfo(el: Element): NodeInfo {
     cacheType: stringAttr(el, "cacheType"),
     displayName: stringAttr(el, "displayName"),
     nodeType: stringAttr(el, "nodeType"),
-    isReadable: boolAttr(el, "isReadable"),
-    isControllable: boolAttr(el, "isControllable"),
-    hasCommands: boolAttr(el, "hasCommands"),
+    isReadable: readBooleanAttr(el, "isReadable"),
+    isControllable: readBooleanAttr(el, "isControllable"),
+    hasCommands: readBooleanAttr(el, "hasCommands"),
     parentId: stringAttr(el, "parentId"),
     parentCacheType: stringAttr(el, "parentCacheType"),
-    lastChanged: dateAttr(el, "lastChanged"),
+    lastChanged: readDateTimeAttr(el, "lastChanged"),
   };
-  const info: Record<string, unknown> = { nodeId, state, hasChildren: boolAttr(el, "hasChildren") ?? false };
+  const info: Record<string, unknown> = {
+    nodeId,
+    state,
+    hasChildren: readBooleanAttr(el, "hasChildren") ?? false,
+  };
   for (const [k, v] of Object.entries(optional)) if (v !== undefined) info[k] = v;
   if (parameters.length > 0) info.parameters = parameters;
   if (messages.length > 0) info.messages = messages;

@@ -7,43 +7,14 @@
  */
 import { Element } from "ltx";
 import { StanzaError } from "../../server/xml/errors.ts";
-import {
-  isColor,
-  isXsDate,
-  isXsDateTime,
-  isXsDuration,
-  isXsTime,
-  parseXsBoolean,
-  parseXsDouble,
-  parseXsInteger,
-} from "../data-forms/xs-types.ts";
+import { VALUE_TYPE_CHECKS, VALUE_TYPES, type ValueType } from "../data-forms/xs-types.ts";
 
 export const NS_CONTROL = "urn:xmpp:iot:control";
 
-export type ParameterType =
-  | "boolean"
-  | "color"
-  | "date"
-  | "dateTime"
-  | "double"
-  | "duration"
-  | "int"
-  | "long"
-  | "string"
-  | "time";
+/** XEP-0325 §3.2: boolean, color, date, dateTime, double, duration, int, long, string, time. */
+export type ParameterType = ValueType;
 
-export const PARAMETER_TYPES: readonly ParameterType[] = [
-  "boolean",
-  "color",
-  "date",
-  "dateTime",
-  "double",
-  "duration",
-  "int",
-  "long",
-  "string",
-  "time",
-];
+export const PARAMETER_TYPES: readonly ParameterType[] = VALUE_TYPES;
 
 /** `value` is lexical; decodeSetRequest has checked it against `type`. */
 export interface ControlParameter {
@@ -58,38 +29,7 @@ export function isParameterType(name: string): name is ParameterType {
 
 /** Why a lexical value is not of the type, or undefined when it is. */
 export function parameterValueProblem(type: ParameterType, value: string): string | undefined {
-  let ok: boolean;
-  switch (type) {
-    case "boolean":
-      ok = parseXsBoolean(value) !== undefined;
-      break;
-    case "color":
-      ok = isColor(value); // XEP-0325 §3.2: RRGGBB or RRGGBBAA
-      break;
-    case "date":
-      ok = isXsDate(value);
-      break;
-    case "dateTime":
-      ok = isXsDateTime(value);
-      break;
-    case "double":
-      ok = parseXsDouble(value) !== undefined;
-      break;
-    case "duration":
-      ok = isXsDuration(value);
-      break;
-    case "int":
-    case "long":
-      ok = parseXsInteger(value, type) !== undefined;
-      break;
-    case "time":
-      ok = isXsTime(value);
-      break;
-    case "string":
-      ok = true;
-      break;
-  }
-  if (ok) return undefined;
+  if (VALUE_TYPE_CHECKS[type](value)) return undefined;
   if (type === "color") return `'${value}' is not a color (RRGGBB or RRGGBBAA)`;
   if (type === "int" || type === "long")
     return `'${value}' is not a ${type === "int" ? "32" : "64"}-bit integer`;

@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { type Element, parse } from "ltx";
 import { StanzaError } from "../../server/xml/errors.ts";
+import { seededRandom } from "../../test/support/seeded-random.ts";
 import {
   type DataForm,
   FORM_LIMITS,
@@ -224,17 +225,6 @@ describe("XEP-0122 validation", () => {
   });
 });
 
-/** A small deterministic generator (mulberry32) so property-style tests are reproducible. */
-function rng(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 describe("xs: lexical types", () => {
   it("accepts valid and rejects invalid dates, times and durations", () => {
     for (const ok of ["2024-02-29", "2025-12-31Z", "2025-01-01+14:00", "-0044-03-15", "12345-01-01"])
@@ -265,7 +255,7 @@ describe("xs: lexical types", () => {
     assert.equal(parseXsDateTime("0050-06-01T00:00:00Z")!.getUTCFullYear(), 50);
     // No zone: the reader's own zone (XEP-0323 §8.1).
     assert.equal(parseXsDateTime("2025-02-01T10:00:00")!.getTime(), new Date(2025, 1, 1, 10, 0, 0).getTime());
-    const next = rng(323);
+    const next = seededRandom(323);
     for (let i = 0; i < 500; i++) {
       const d = new Date(Math.floor(next() * 4102444800000)); // 1970–2100
       const text = formatXsDateTime(d);

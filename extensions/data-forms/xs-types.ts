@@ -157,3 +157,25 @@ export function formatXsDateTime(d: Date): string {
 export function isColor(v: string): boolean {
   return /^[0-9A-Fa-f]{6}([0-9A-Fa-f]{2})?$/.test(v);
 }
+
+/**
+ * The value types the IoT XEPs share, each with the check of its lexical form: the parameter
+ * types of XEP-0325 §3.2; XEP-0326 node parameters are these without date; XEP-0323 §3.2 field
+ * values use the lexical ones and add numeric and enum. One table, so the XEPs cannot drift apart.
+ */
+export const VALUE_TYPE_CHECKS = {
+  boolean: (v: string) => parseXsBoolean(v) !== undefined,
+  color: isColor, // XEP-0325 §3.2: RRGGBB or RRGGBBAA
+  date: isXsDate,
+  dateTime: isXsDateTime,
+  double: (v: string) => parseXsDouble(v) !== undefined,
+  duration: isXsDuration,
+  int: (v: string) => parseXsInteger(v, "int") !== undefined,
+  long: (v: string) => parseXsInteger(v, "long") !== undefined,
+  string: () => true,
+  time: isXsTime,
+} as const satisfies Record<string, (lexical: string) => boolean>;
+
+export type ValueType = keyof typeof VALUE_TYPE_CHECKS;
+
+export const VALUE_TYPES = Object.keys(VALUE_TYPE_CHECKS) as readonly ValueType[];

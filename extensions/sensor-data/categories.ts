@@ -5,8 +5,7 @@
  * automaticReadout), schema attribute groups fieldTypes and fieldQoS; digest §2.2.
  */
 import type { Element } from "ltx";
-import { StanzaError } from "../../server/xml/errors.ts";
-import { parseXsBoolean } from "../data-forms/xs-types.ts";
+import { readBooleanAttr } from "./attributes.ts";
 
 export type FieldCategory =
   | "momentary"
@@ -80,11 +79,7 @@ export const QOS_FLAGS: readonly QosFlag[] = [
 
 /** An xs:boolean attribute; absent is false; anything else is a bad-request naming it. */
 export function readFlag(el: Element, name: string): boolean {
-  const v = el.attrs[name];
-  if (v === undefined) return false;
-  const b = parseXsBoolean(String(v));
-  if (b === undefined) throw new StanzaError("bad-request", `${name}='${String(v)}' is not a boolean`);
-  return b;
+  return readBooleanAttr(el, name) ?? false;
 }
 
 /**

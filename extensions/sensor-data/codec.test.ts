@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { type Element, parse } from "ltx";
 import { StanzaError } from "../../server/xml/errors.ts";
+import { seededRandom } from "../../test/support/seeded-random.ts";
 import {
   decodeAccepted,
   decodeCancel,
@@ -19,6 +20,7 @@ import {
   encodeFields,
   encodeReadoutRequest,
   FIELD_CATEGORIES,
+  FIELD_VALUE_TYPES,
   type FieldValue,
   HISTORICAL_CATEGORIES,
   matchesRequest,
@@ -151,16 +153,6 @@ describe("read-out requests", () => {
   });
 });
 
-function rng(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 function randomValue(next: () => number): FieldValue {
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(next() * xs.length)]!;
   // A uniformly random signed integer of `bits` bits.
@@ -170,20 +162,7 @@ function randomValue(next: () => number): FieldValue {
     return (n & ((1n << bits) - 1n)) - (1n << (bits - 1n));
   };
 
-  switch (
-    pick([
-      "numeric",
-      "boolean",
-      "enum",
-      "string",
-      "date",
-      "dateTime",
-      "duration",
-      "time",
-      "int",
-      "long",
-    ] as const)
-  ) {
+  switch (pick(FIELD_VALUE_TYPES)) {
     case "numeric": {
       const decimals = Math.floor(next() * 5);
       const value = Number(((next() - 0.5) * 10 ** Math.floor(next() * 7)).toFixed(decimals));
@@ -212,7 +191,7 @@ function randomValue(next: () => number): FieldValue {
 
 describe("fields messages", () => {
   it("round-trips random fields, keeping decimals, ranges and grouping (seeded)", () => {
-    const next = rng(42);
+    const next = seededRandom(42);
     for (let round = 0; round < 50; round++) {
       const fields: SensorField[] = [];
       for (let i = 0; i < 12; i++) {

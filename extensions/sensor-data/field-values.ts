@@ -10,16 +10,15 @@ import { StanzaError } from "../../server/xml/errors.ts";
 import {
   decimalsOf,
   formatXsDouble,
-  isXsDate,
-  isXsDateTime,
-  isXsDuration,
-  isXsTime,
   parseXsBoolean,
   parseXsDouble,
   parseXsInteger,
+  VALUE_TYPE_CHECKS,
+  type ValueType,
 } from "../data-forms/xs-types.ts";
 
-export type LexicalValueType = "string" | "date" | "dateTime" | "duration" | "time";
+/** The value types checked by their lexical form alone (VALUE_TYPE_CHECKS). */
+export type LexicalValueType = Extract<ValueType, "string" | "date" | "dateTime" | "duration" | "time">;
 
 export type FieldValue =
   /** `decimals` is how many digits follow the point on the wire (21.50 has 2): precision matters. */
@@ -49,14 +48,6 @@ export const FIELD_VALUE_TYPES: readonly FieldValueType[] = [
 /** Most decimals we write or keep; more than a double can carry is noise. */
 export const MAX_DECIMALS = 20;
 
-const LEXICAL_CHECKS: Record<LexicalValueType, (v: string) => boolean> = {
-  string: () => true,
-  date: isXsDate,
-  dateTime: isXsDateTime,
-  duration: isXsDuration,
-  time: isXsTime,
-};
-
 export function isFieldValueType(name: string): name is FieldValueType {
   return (FIELD_VALUE_TYPES as readonly string[]).includes(name);
 }
@@ -79,7 +70,7 @@ export function fieldValueProblem(v: FieldValue): string | undefined {
         ? `${v.value} is out of ${v.type} range`
         : undefined;
     default:
-      return LEXICAL_CHECKS[v.type](v.value) ? undefined : `'${v.value}' is not an xs:${v.type}`;
+      return VALUE_TYPE_CHECKS[v.type](v.value) ? undefined : `'${v.value}' is not an xs:${v.type}`;
   }
 }
 
@@ -140,7 +131,7 @@ export function readFieldValue(el: Element): FieldValue {
       return { type, value };
     }
     default:
-      if (!LEXICAL_CHECKS[type](lexical)) throw bad(`'${lexical}' is not an xs:${type}`);
+      if (!VALUE_TYPE_CHECKS[type](lexical)) throw bad(`'${lexical}' is not an xs:${type}`);
       return { type, value: lexical };
   }
 }

@@ -7,7 +7,8 @@
  */
 import { Element } from "ltx";
 import { StanzaError } from "../../server/xml/errors.ts";
-import { formatXsDateTime, parseXsBoolean, parseXsDateTime } from "../data-forms/xs-types.ts";
+import { formatXsDateTime, parseXsBoolean } from "../data-forms/xs-types.ts";
+import { readDateTimeAttr } from "./attributes.ts";
 import {
   type FieldCategory,
   type QosFlag,
@@ -82,9 +83,8 @@ export function readDone(el: Element): boolean {
 }
 
 export function readTimestamp(el: Element, attr: string): Date {
-  const v = el.attrs[attr];
-  const d = v === undefined ? undefined : parseXsDateTime(String(v));
-  if (!d) throw new StanzaError("bad-request", `${attr}='${String(v ?? "")}' is not an xs:dateTime`);
+  const d = readDateTimeAttr(el, attr);
+  if (!d) throw new StanzaError("bad-request", `${attr}='' is not an xs:dateTime`); // required
   return d;
 }
 

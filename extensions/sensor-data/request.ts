@@ -7,7 +7,8 @@
  */
 import { Element } from "ltx";
 import { StanzaError } from "../../server/xml/errors.ts";
-import { formatXsDateTime, parseXsDateTime, parseXsInteger } from "../data-forms/xs-types.ts";
+import { formatXsDateTime, parseXsInteger } from "../data-forms/xs-types.ts";
+import { readDateTimeAttr } from "./attributes.ts";
 import { type FieldCategory, readCategoryFlags, writeCategoryFlags } from "./categories.ts";
 import type { SensorField } from "./fields.ts";
 import { NS_SENSOR_DATA } from "./namespace.ts";
@@ -47,14 +48,6 @@ export function readSeqnr(el: Element): number {
   return Number(n);
 }
 
-function readDate(el: Element, name: string): Date | undefined {
-  const v = el.attrs[name];
-  if (v === undefined) return undefined;
-  const d = parseXsDateTime(String(v));
-  if (!d) throw bad(`${name}='${String(v)}' is not an xs:dateTime`);
-  return d;
-}
-
 /** Reads a `<req/>`. Throws bad-request naming the problem (seqnr, dates, nodes, limits). */
 export function decodeReadoutRequest(req: Element): ReadoutRequest {
   expectElement(req, "req");
@@ -72,9 +65,9 @@ export function decodeReadoutRequest(req: Element): ReadoutRequest {
     }
     if (!fieldNames.includes(name)) fieldNames.push(name);
   }
-  const from = readDate(req, "from");
-  const to = readDate(req, "to");
-  const when = readDate(req, "when");
+  const from = readDateTimeAttr(req, "from");
+  const to = readDateTimeAttr(req, "to");
+  const when = readDateTimeAttr(req, "when");
   if (from && to && from.getTime() > to.getTime()) throw bad("from is after to");
   return {
     seqnr,

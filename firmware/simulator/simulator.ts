@@ -10,17 +10,13 @@ import { mkdir } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import type { ApiKeyCredentials } from "../thing/account.ts";
 import { Thing, type ThingLog, type ThingOptions } from "../thing/thing.ts";
+import { type ServerAddress, serverAddressOf } from "../xmpp/options.ts";
 import { createDevice, type SimulatedDevice, type SimulatedKind } from "./kinds.ts";
 
-export interface SimulatorOptions {
+/** The broker every simulated thing logs in to (ServerAddress), and what to simulate. */
+export interface SimulatorOptions extends ServerAddress {
   readonly kind: SimulatedKind;
   readonly count: number;
-  readonly domain: string;
-  readonly host?: string;
-  readonly port?: number;
-  readonly tls?: "starttls" | "direct";
-  readonly ca?: string;
-  readonly rejectUnauthorized?: boolean;
   readonly apiKey?: ApiKeyCredentials;
   /** One state file per thing lives here; the same directory gives the same things again. */
   readonly stateDir: string;
@@ -82,12 +78,7 @@ export class Simulator {
         ...(o.manufacturer !== undefined && { manufacturer: o.manufacturer }),
       });
       const options: ThingOptions = {
-        domain: o.domain,
-        ...(o.host !== undefined && { host: o.host }),
-        ...(o.port !== undefined && { port: o.port }),
-        ...(o.tls !== undefined && { tls: o.tls }),
-        ...(o.ca !== undefined && { ca: o.ca }),
-        ...(o.rejectUnauthorized !== undefined && { rejectUnauthorized: o.rejectUnauthorized }),
+        ...serverAddressOf(o),
         ...(o.apiKey !== undefined && { apiKey: o.apiKey }),
         ...(o.registry !== undefined && { registry: o.registry }),
         ...(o.provisioning !== undefined && { provisioning: o.provisioning }),

@@ -10,6 +10,7 @@
  */
 import type { Element } from "ltx";
 import {
+  CONCENTRATOR_COMMANDS,
   concentratorError,
   type DataSourceInfo,
   decodeNodeRequest,
@@ -24,7 +25,9 @@ import {
   NS_CONCENTRATORS,
 } from "../../extensions/concentrators/index.ts";
 import { type NodeRef, requestCoversNode } from "../../extensions/sensor-data/index.ts";
+import type { IqHandler } from "../xmpp/iq.ts";
 import type { AccessDecider } from "./decisions.ts";
+import { senderOf } from "./sender.ts";
 
 export interface ConcentratorNode extends NodeRef {
   readonly displayName?: string;
@@ -38,29 +41,16 @@ export interface ConcentratorNode extends NodeRef {
 export interface ConcentratorDeps {
   readonly nodes: readonly ConcentratorNode[];
   readonly decider: AccessDecider;
-  onIq(
-    type: "get" | "set",
-    ns: string,
-    name: string,
-    handler: (iq: Element) => Promise<Element | undefined> | Element | undefined,
-  ): void;
+  onIq(type: "get" | "set", ns: string, name: string, handler: IqHandler): void;
 }
 
 /** §3.1: the data source every concentrator offers; nodes without a source belong to it. */
 export const DEFAULT_SOURCE = "MeteringTopology";
 
-const SUPPORTED = [
-  "getCapabilities",
-  "getAllDataSources",
-  "getRootDataSources",
-  "getChildDataSources",
-  "containsNode",
-  "getNode",
-  "getRootNodes",
-  "getChildNodes",
-] as const;
-
-/** Other XEP-0326 commands: answered NotImplemented (§3.6) rather than service-unavailable. */
+/**
+ * Every command the codec speaks (CONCENTRATOR_COMMANDS) is served; these other XEP-0326 commands
+ * are answered NotImplemented (§3.6) rather than service-unavailable.
+ */
 const NOT_IMPLEMENTED = [
   "containsNodes",
   "getNodes",
@@ -79,8 +69,6 @@ const NOT_IMPLEMENTED = [
   "unsubscribe",
   "getDatabases",
 ];
-
-const bareOf = (jid: string) => jid.split("/")[0]!.toLowerCase();
 
 export function startConcentratorServer(deps: ConcentratorDeps): { nodeExists(node: NodeRef): boolean } {
   const nodes = deps.nodes.map((n) => ({ ...n, sourceId: n.sourceId || DEFAULT_SOURCE }));
@@ -120,13 +108,13 @@ export function startConcentratorServer(deps: ConcentratorDeps): { nodeExists(no
   /** Registers a command; only friends (and the owner, the provisioning service) may browse. */
   const command = (name: string, answer: (payload: Element) => Element) =>
     deps.onIq("get", NS_CONCENTRATORS, name, async (iq) => {
-      if (!(await deps.decider.isFriend(bareOf(iq.attrs.from ?? "")))) {
+      if (!(await deps.decider.isFriend(senderOf(iq)))) {
         throw concentratorError(name, "InsufficientPrivileges", "not a friend of this concentrator");
       }
       return answer(iq.getChild(name, NS_CONCENTRATORS)!);
     });
 
-  command("getCapabilities", () => encodeGetCapabilitiesResponse(SUPPORTED));
+  command("getCapabilities", () => encodeGetCapabilitiesResponse(CONCENTRATOR_COMMANDS));
   command("getAllDataSources", () => encodeDataSourcesResponse("getAllDataSources", sources()));
   command("getRootDataSources", () => encodeDataSourcesResponse("getRootDataSources", sources()));
   command("getChildDataSources", (p) => {

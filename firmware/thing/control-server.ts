@@ -21,9 +21,12 @@ import {
   parametersFromForm,
 } from "../../extensions/control/index.ts";
 import { formToXml } from "../../extensions/data-forms/form.ts";
-import { type NodeRef, readNodeRefs, readTokens, sameNode } from "../../extensions/sensor-data/index.ts";
+import { type NodeRef, readNodeRefs, readTokens } from "../../extensions/sensor-data/index.ts";
 import { StanzaError } from "../../server/xml/errors.ts";
-import type { AccessDecider } from "./decisions.ts";
+import type { Log } from "../xmpp/connection.ts";
+import type { IqHandler } from "../xmpp/iq.ts";
+import { type AccessDecider, allowedNodes, requireAllowed } from "./decisions.ts";
+import { bareJid, senderOf } from "./sender.ts";
 
 /** What the application offers to control. */
 export interface ControlHandler {
@@ -36,23 +39,13 @@ export interface ControlHandler {
 export interface ControlServerDeps {
   readonly decider: AccessDecider;
   readonly handler: ControlHandler;
-  onIq(
-    type: "get" | "set",
-    ns: string,
-    name: string,
-    handler: (iq: Element) => Promise<Element | undefined> | Element | undefined,
-  ): void;
+  onIq(type: "get" | "set", ns: string, name: string, handler: IqHandler): void;
   nodeExists?(node: NodeRef): boolean;
   /** Told after parameters were applied (the simulator prints, tests wait). */
   applied?(caller: string, parameters: readonly ControlParameter[], node?: NodeRef): void;
-  readonly log?: (
-    level: "debug" | "info" | "warn" | "error",
-    msg: string,
-    data?: Record<string, unknown>,
-  ) => void;
+  readonly log?: Log;
 }
 
-const bareOf = (jid: string) => jid.split("/")[0]!;
 const NUMERIC = new Set(["int", "long", "double"]);
 
 /** Whether a parameter of type `given` may set a spec of type `wanted` (int into double is fine). */
@@ -108,7 +101,7 @@ export function startControlServer(deps: ControlServerDeps): {
   }
 
   async function handleSet(from: string, setEl: Element): Promise<Element> {
-    const caller = bareOf(from);
+    const caller = bareJid(from);
     const set = decodeSetRequest(setEl); // bad-request (with paramError) for malformed values
     checkNodes(set.nodes);
     let targets: (NodeRef | undefined)[] = set.nodes.length > 0 ? [...set.nodes] : [undefined];
@@ -123,13 +116,12 @@ export function startControlServer(deps: ControlServerDeps): {
       parameterNames: [...new Set(requested.map((p) => p.name))],
       tokens: set.tokens,
     });
-    if (!access.allowed) throw new StanzaError("forbidden", "not allowed to control this thing");
+    requireAllowed(access, "control");
     let narrowed = false;
-    if (access.nodes.length > 0 && set.nodes.length > 0) {
-      const allowed = targets.filter((t) => t && access.nodes.some((a) => sameNode(a, t)));
-      if (allowed.length === 0) throw new StanzaError("forbidden", "not allowed to control these nodes");
+    if (set.nodes.length > 0) {
+      const allowed = allowedNodes(set.nodes, access.nodes, "control");
       narrowed ||= allowed.length < targets.length;
-      targets = allowed;
+      targets = [...allowed];
     }
     let parameters = requested;
     if (access.parameterNames.length > 0) {
@@ -165,16 +157,15 @@ export function startControlServer(deps: ControlServerDeps): {
 
   // §3.4: the control form, for the nodes asked about (parameters common to all of them).
   deps.onIq("get", NS_CONTROL, "getForm", async (iq) => {
-    const from = iq.attrs.from ?? "";
     const getForm = iq.getChild("getForm", NS_CONTROL)!;
     const nodes = readNodeRefs(getForm);
     checkNodes(nodes);
-    const access = await decider.canControl(bareOf(from), {
+    const access = await decider.canControl(senderOf(iq), {
       nodes,
       parameterNames: [],
       tokens: readTokens(getForm),
     });
-    if (!access.allowed) throw new StanzaError("forbidden", "not allowed to control this thing");
+    requireAllowed(access, "control");
     const targets = nodes.length > 0 ? nodes : [undefined];
     let specs = commonSpecs(handler, targets);
     if (access.parameterNames.length > 0) specs = specs.filter((s) => access.parameterNames.includes(s.name));

@@ -10,7 +10,13 @@
  * locally, without a round trip).
  */
 import { Element } from "ltx";
-import type { FieldCategory, NodeRef, Tokens } from "../../extensions/sensor-data/index.ts";
+import {
+  type FieldCategory,
+  type NodeRef,
+  nodeKey,
+  sameNode,
+  type Tokens,
+} from "../../extensions/sensor-data/index.ts";
 import {
   decodeCanControlResponse,
   decodeCanReadResponse,
@@ -20,6 +26,7 @@ import {
   encodeIsFriend,
   NS_PROVISIONING,
 } from "../../provisioning/protocol.ts";
+import { StanzaError } from "../../server/xml/errors.ts";
 import { LruMap } from "./lru.ts";
 import type { StoredDecision } from "./state.ts";
 
@@ -36,6 +43,26 @@ export interface ControlAccess {
   readonly allowed: boolean;
   readonly nodes: readonly NodeRef[];
   readonly parameterNames: readonly string[];
+}
+
+/** XEP-0323 §3.7, XEP-0325 §3.2: a caller the decision did not let in gets forbidden. */
+export function requireAllowed(access: { readonly allowed: boolean }, action: "read" | "control"): void {
+  if (!access.allowed) throw new StanzaError("forbidden", `not allowed to ${action} this thing`);
+}
+
+/**
+ * XEP-0324 §3.1, §3.4: the requested nodes the decision allows (all of them when the request or
+ * the decision names none); forbidden when it allows none of those asked for.
+ */
+export function allowedNodes(
+  requested: readonly NodeRef[],
+  allowed: readonly NodeRef[],
+  action: "read" | "control",
+): readonly NodeRef[] {
+  if (requested.length === 0 || allowed.length === 0) return requested;
+  const permitted = requested.filter((n) => allowed.some((a) => sameNode(a, n)));
+  if (permitted.length === 0) throw new StanzaError("forbidden", `not allowed to ${action} these nodes`);
+  return permitted;
 }
 
 export interface ReadQuestion {
@@ -74,7 +101,6 @@ const NOTHING_READ: ReadAccess = { allowed: false, nodes: [], fieldNames: [], ca
 const EVERYTHING_CONTROL: ControlAccess = { allowed: true, nodes: [], parameterNames: [] };
 const NOTHING_CONTROL: ControlAccess = { allowed: false, nodes: [], parameterNames: [] };
 
-const nodeKey = (n: NodeRef) => `${n.sourceId ?? ""}\u0001${n.cacheType ?? ""}\u0001${n.nodeId}`;
 const sorted = (items: readonly string[]) => [...new Set(items)].sort();
 
 function tokensKey(t: Tokens): string[] {
@@ -109,56 +135,69 @@ export class AccessDecider {
   }
 
   async canRead(bareJid: string, q: ReadQuestion): Promise<ReadAccess> {
-    if (this.isTrusted(bareJid)) return EVERYTHING_READ;
-    const service = this.deps.provisioning();
-    if (!service) return this.deps.isLocalFriend(bareJid) ? EVERYTHING_READ : NOTHING_READ;
-    const key = JSON.stringify([
+    const key = [
       "read",
       bareJid,
       sorted(q.nodes.map(nodeKey)),
       sorted(q.fieldNames),
       sorted(q.categories),
       tokensKey(q.tokens),
-    ]);
-    const cached = this.cache.get(key) as ReadAccess | undefined;
-    if (cached) return cached;
-    const query = { jid: bareJid, ...q, nodes: [...q.nodes], fieldNames: [...q.fieldNames] };
-    const reply = await this.ask(service, encodeCanRead(query), "canReadResponse");
-    if (!reply) return NOTHING_READ;
-    const answer = decodeCanReadResponse(reply);
-    const access: ReadAccess = answer.result
-      ? {
-          allowed: true,
-          nodes: answer.nodes,
-          fieldNames: answer.fieldNames,
-          categories: answer.categories,
-        }
-      : NOTHING_READ;
-    this.remember(key, access);
-    return access;
+    ];
+    return this.decide(bareJid, key, EVERYTHING_READ, NOTHING_READ, async (service) => {
+      const query = { jid: bareJid, ...q, nodes: [...q.nodes], fieldNames: [...q.fieldNames] };
+      const reply = await this.ask(service, encodeCanRead(query), "canReadResponse");
+      if (!reply) return undefined;
+      const answer = decodeCanReadResponse(reply);
+      return answer.result
+        ? {
+            allowed: true,
+            nodes: answer.nodes,
+            fieldNames: answer.fieldNames,
+            categories: answer.categories,
+          }
+        : NOTHING_READ;
+    });
   }
 
   async canControl(bareJid: string, q: ControlQuestion): Promise<ControlAccess> {
-    if (this.isTrusted(bareJid)) return EVERYTHING_CONTROL;
-    const service = this.deps.provisioning();
-    if (!service) return this.deps.isLocalFriend(bareJid) ? EVERYTHING_CONTROL : NOTHING_CONTROL;
-    const key = JSON.stringify([
+    const key = [
       "control",
       bareJid,
       sorted(q.nodes.map(nodeKey)),
       sorted(q.parameterNames),
       tokensKey(q.tokens),
-    ]);
-    const cached = this.cache.get(key) as ControlAccess | undefined;
+    ];
+    return this.decide(bareJid, key, EVERYTHING_CONTROL, NOTHING_CONTROL, async (service) => {
+      const query = { jid: bareJid, ...q, nodes: [...q.nodes], parameterNames: [...q.parameterNames] };
+      const reply = await this.ask(service, encodeCanControl(query), "canControlResponse");
+      if (!reply) return undefined;
+      const answer = decodeCanControlResponse(reply);
+      return answer.result
+        ? { allowed: true, nodes: answer.nodes, parameterNames: answer.parameterNames }
+        : NOTHING_CONTROL;
+    });
+  }
+
+  /**
+   * The course canRead and canControl share: the owner and the service may do everything; without
+   * a service, the friends approved on the thing; else the cached answer, or the service's (cached).
+   */
+  private async decide<A>(
+    bareJid: string,
+    key: readonly unknown[],
+    everything: A,
+    nothing: A,
+    askService: (service: string) => Promise<A | undefined>,
+  ): Promise<A> {
+    if (this.isTrusted(bareJid)) return everything;
+    const service = this.deps.provisioning();
+    if (!service) return this.deps.isLocalFriend(bareJid) ? everything : nothing;
+    const cacheKey = JSON.stringify(key);
+    const cached = this.cache.get(cacheKey) as A | undefined;
     if (cached) return cached;
-    const query = { jid: bareJid, ...q, nodes: [...q.nodes], parameterNames: [...q.parameterNames] };
-    const reply = await this.ask(service, encodeCanControl(query), "canControlResponse");
-    if (!reply) return NOTHING_CONTROL;
-    const answer = decodeCanControlResponse(reply);
-    const access: ControlAccess = answer.result
-      ? { allowed: true, nodes: answer.nodes, parameterNames: answer.parameterNames }
-      : NOTHING_CONTROL;
-    this.remember(key, access);
+    const access = await askService(service);
+    if (access === undefined) return nothing; // no answer: deny now, ask again next time (not cached)
+    this.remember(cacheKey, access);
     return access;
   }
 

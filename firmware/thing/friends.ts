@@ -10,7 +10,9 @@
  * only); XEP-0347 §3.9 (after a claim the thing may befriend its owner).
  */
 import { Element } from "ltx";
+import type { Log } from "../xmpp/connection.ts";
 import type { AccessDecider } from "./decisions.ts";
+import { bareJid } from "./sender.ts";
 
 export const NS_ROSTER = "jabber:iq:roster";
 
@@ -26,14 +28,8 @@ export interface FriendsDeps {
   self(): string;
   /** Friends approved on the device (used when there is no provisioning service). */
   readonly approved: ReadonlySet<string>;
-  readonly log?: (
-    level: "debug" | "info" | "warn" | "error",
-    msg: string,
-    data?: Record<string, unknown>,
-  ) => void;
+  readonly log?: Log;
 }
-
-const bareOf = (jid: string) => jid.split("/")[0]!.toLowerCase();
 
 export class Friends {
   private readonly roster = new Map<string, Subscription>();
@@ -63,7 +59,7 @@ export class Friends {
   /** RFC 6121 §2.1.6: a push from our own account updates the roster; anything else is ignored. */
   onRosterPush(iq: Element): undefined {
     const from = iq.attrs.from;
-    if (from !== undefined && bareOf(from) !== this.deps.self()) return undefined; // §2.1.6 security
+    if (from !== undefined && bareJid(from) !== this.deps.self()) return undefined; // §2.1.6 security
     for (const item of iq.getChild("query", NS_ROSTER)?.getChildren("item") ?? []) this.applyItem(item);
     return undefined;
   }
@@ -71,7 +67,7 @@ export class Friends {
   private applyItem(item: Element): void {
     const jid = item.attrs.jid;
     if (!jid) return;
-    const bare = bareOf(jid);
+    const bare = bareJid(jid);
     const sub = item.attrs.subscription as string | undefined;
     if (sub === "remove") this.roster.delete(bare);
     else if (this.roster.has(bare) || this.roster.size < MAX_ROSTER) {
@@ -83,7 +79,7 @@ export class Friends {
   async onPresence(presence: Element): Promise<void> {
     const from = presence.attrs.from;
     if (!from || presence.attrs.type !== "subscribe") return;
-    const bare = bareOf(from);
+    const bare = bareJid(from);
     let ok = false;
     try {
       ok = (await this.decider?.isFriend(bare)) ?? false;

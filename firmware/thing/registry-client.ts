@@ -12,6 +12,9 @@ import { StanzaError } from "../../server/xml/errors.ts";
 import { encodeIotDisco } from "../../thing-registry/iotdisco.ts";
 import { NS_DISCOVERY, tagElement } from "../../thing-registry/protocol.ts";
 import { KEY, nameKey, type Tag } from "../../thing-registry/tags.ts";
+import type { Log } from "../xmpp/connection.ts";
+import type { IqHandler } from "../xmpp/iq.ts";
+import { bareJid, isFrom } from "./sender.ts";
 import type { StateStore } from "./state.ts";
 
 /** Meta tags as an application writes them: numbers become numeric tags (XEP-0347 §3.6). */
@@ -38,21 +41,10 @@ export interface RegistryClientDeps {
   readonly store: StateStore;
   readonly tags: readonly Tag[];
   request(iq: Element, timeoutMs?: number): Promise<Element>;
-  onIq(
-    type: "get" | "set",
-    ns: string,
-    name: string,
-    handler: (iq: Element) => Promise<Element | undefined> | Element | undefined,
-  ): void;
+  onIq(type: "get" | "set", ns: string, name: string, handler: IqHandler): void;
   readonly events: RegistryEvents;
-  readonly log?: (
-    level: "debug" | "info" | "warn" | "error",
-    msg: string,
-    data?: Record<string, unknown>,
-  ) => void;
+  readonly log?: Log;
 }
-
-const bareOf = (jid: string) => jid.split("/")[0]!;
 
 export class RegistryClient {
   private registry: string | undefined;
@@ -69,8 +61,7 @@ export class RegistryClient {
 
   /** Only the registry we registered with may tell us about claims (anyone could send these). */
   private checkSender(iq: Element): void {
-    const from = bareOf(iq.attrs.from ?? "");
-    if (!this.registry || from !== this.registry) {
+    if (!isFrom(iq, this.registry)) {
       throw new StanzaError("forbidden", "only the thing registry may send this");
     }
   }
@@ -112,7 +103,7 @@ export class RegistryClient {
     const claimed = reply.getChild("claimed", NS_DISCOVERY);
     if (claimed?.attrs.jid) {
       // §3.6: already claimed (while we were away): the reply names the owner.
-      await this.claim(bareOf(claimed.attrs.jid), claimed.attrs.public !== "false");
+      await this.claim(bareJid(claimed.attrs.jid), claimed.attrs.public !== "false");
       return;
     }
     this.deps.events.registered();
@@ -133,7 +124,7 @@ export class RegistryClient {
     const owner = claimed.attrs.jid;
     if (!owner) throw new StanzaError("bad-request", "claimed without a jid");
     if (claimed.attrs.nodeId) return undefined; // a node's claim: the concentrator's business
-    await this.claim(bareOf(owner), claimed.attrs.public !== "false");
+    await this.claim(bareJid(owner), claimed.attrs.public !== "false");
     return undefined;
   }
 

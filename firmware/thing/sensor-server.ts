@@ -22,13 +22,16 @@ import {
   matchesRequest,
   type NodeRef,
   NS_SENSOR_DATA,
+  nodeKey,
   type ReadoutFailure,
   type ReadoutRequest,
   type SensorField,
-  sameNode,
 } from "../../extensions/sensor-data/index.ts";
 import { StanzaError } from "../../server/xml/errors.ts";
-import type { AccessDecider, ReadAccess } from "./decisions.ts";
+import type { Log } from "../xmpp/connection.ts";
+import type { IqHandler } from "../xmpp/iq.ts";
+import { type AccessDecider, allowedNodes, type ReadAccess, requireAllowed } from "./decisions.ts";
+import { senderOf } from "./sender.ts";
 
 /** What the data source is asked: the request as narrowed by provisioning, and who asks. */
 export interface ReadoutContext {
@@ -48,28 +51,15 @@ export interface SensorServerDeps {
   readonly decider: AccessDecider;
   readonly source: SensorSource;
   send(stanza: Element): void;
-  onIq(
-    type: "get" | "set",
-    ns: string,
-    name: string,
-    handler: (iq: Element) => Promise<Element | undefined> | Element | undefined,
-  ): void;
+  onIq(type: "get" | "set", ns: string, name: string, handler: IqHandler): void;
   /** The nodes this thing hosts (concentrators); undefined for a thing without nodes. */
   nodeExists?(node: NodeRef): boolean;
-  readonly log?: (
-    level: "debug" | "info" | "warn" | "error",
-    msg: string,
-    data?: Record<string, unknown>,
-  ) => void;
+  readonly log?: Log;
   /** Readouts running or queued at once (an outsider must not grow this without bound). */
   readonly maxActive?: number;
   /** How far ahead a `when` may lie (ms). */
   readonly maxDelayMs?: number;
 }
-
-const bareOf = (jid: string) => jid.split("/")[0]!;
-const nodeKey = (n: NodeRef | undefined) =>
-  n ? `${n.sourceId ?? ""}\u0001${n.cacheType ?? ""}\u0001${n.nodeId}` : "";
 
 /** The request the data source and the filter see: narrowed by the canRead answer. */
 export function narrowRead(req: ReadoutRequest, access: ReadAccess): ReadoutRequest {
@@ -105,7 +95,7 @@ export function startSensorServer(deps: SensorServerDeps): { stop(): void; reado
       const fields = all.filter((f) => matchesRequest(f, request));
       const groups = new Map<string, SensorField[]>();
       for (const f of fields) {
-        const k = nodeKey(f.node);
+        const k = f.node ? nodeKey(f.node) : "";
         const group = groups.get(k);
         if (group) group.push(f);
         else groups.set(k, [f]);
@@ -136,7 +126,7 @@ export function startSensorServer(deps: SensorServerDeps): { stop(): void; reado
 
   deps.onIq("get", NS_SENSOR_DATA, "req", async (iq) => {
     const from = iq.attrs.from ?? "";
-    const caller = bareOf(from);
+    const caller = senderOf(iq);
     const req = iq.getChild("req", NS_SENSOR_DATA)!;
     const request = decodeReadoutRequest(req); // §3.7: bad-request for a malformed request
     const key = `${from}\u0000${request.seqnr}`;
@@ -145,15 +135,9 @@ export function startSensorServer(deps: SensorServerDeps): { stop(): void; reado
     const unknown = request.nodes.find((n) => !deps.nodeExists?.(n));
     if (unknown) throw new StanzaError("item-not-found", `no node ${unknown.nodeId}`); // §3.7
     const access = await deps.decider.canRead(caller, request);
-    if (!access.allowed) throw new StanzaError("forbidden", "not allowed to read this thing"); // §3.7
+    requireAllowed(access, "read"); // §3.7
+    allowedNodes(request.nodes, access.nodes, "read");
     const narrowed = narrowRead(request, access);
-    if (
-      request.nodes.length > 0 &&
-      access.nodes.length > 0 &&
-      !request.nodes.some((n) => access.nodes.some((a) => sameNode(a, n)))
-    ) {
-      throw new StanzaError("forbidden", "not allowed to read these nodes");
-    }
     const delay = request.when ? request.when.getTime() - Date.now() : 0;
     if (delay > maxDelayMs) throw new StanzaError("bad-request", "the readout time lies too far ahead");
     const job: { cancelled: boolean; timer?: NodeJS.Timeout } = { cancelled: false };

@@ -17,6 +17,8 @@ import { StanzaError } from "../../server/xml/errors.ts";
 import { NS_DISCOVERY } from "../../thing-registry/protocol.ts";
 import { renderQr } from "../../thing-registry/qr.ts";
 import { registerAccount, XmppClient, type XmppClientOptions } from "../xmpp/client.ts";
+import type { Log } from "../xmpp/connection.ts";
+import { type ServerAddress, serverAddressOf } from "../xmpp/options.ts";
 import { type ApiKeyCredentials, randomPassword, randomUsername, signedRegistration } from "./account.ts";
 import { type ConcentratorNode, startConcentratorServer } from "./concentrator-server.ts";
 import { type ControlHandler, controlMessageListener, startControlServer } from "./control-server.ts";
@@ -24,23 +26,14 @@ import { AccessDecider } from "./decisions.ts";
 import { discoverServices } from "./discovery.ts";
 import { Friends, NS_ROSTER } from "./friends.ts";
 import { type MetaTags, RegistryClient, toTags } from "./registry-client.ts";
+import { bareJid, isFrom } from "./sender.ts";
 import { type SensorSource, startSensorServer } from "./sensor-server.ts";
 import { StateStore } from "./state.ts";
 
-export type ThingLog = (
-  level: "debug" | "info" | "warn" | "error",
-  msg: string,
-  data?: Record<string, unknown>,
-) => void;
+export type ThingLog = Log;
 
-export interface ThingOptions {
-  /** The broker's domain, and where to reach it (default: the domain, port 5222, STARTTLS). */
-  readonly domain: string;
-  readonly host?: string;
-  readonly port?: number;
-  readonly tls?: "starttls" | "direct";
-  readonly ca?: XmppClientOptions["ca"];
-  readonly rejectUnauthorized?: boolean;
+/** The broker's domain, and where to reach it (default: the domain, port 5222, STARTTLS). */
+export interface ThingOptions extends ServerAddress {
   /** The JSON file holding account, owner and decision cache (created with mode 0600). */
   readonly stateFile: string;
   /** The manufacturer's API key: the first start creates the account with it (XEP-0348). */
@@ -81,8 +74,6 @@ export interface ThingEvents {
   controlled: [caller: string, parameters: readonly ControlParameter[], node: NodeRef | undefined];
   error: [err: Error];
 }
-
-const bareOf = (jid: string) => jid.split("/")[0]!.toLowerCase();
 
 export class Thing extends EventEmitter<ThingEvents> {
   private store!: StateStore;
@@ -150,15 +141,7 @@ export class Thing extends EventEmitter<ThingEvents> {
 
   private connection() {
     const o = this.options;
-    return {
-      domain: o.domain,
-      ...(o.host !== undefined && { host: o.host }),
-      ...(o.port !== undefined && { port: o.port }),
-      ...(o.tls !== undefined && { tls: o.tls }),
-      ...(o.ca !== undefined && { ca: o.ca }),
-      ...(o.rejectUnauthorized !== undefined && { rejectUnauthorized: o.rejectUnauthorized }),
-      log: this.log,
-    };
+    return { ...serverAddressOf(o), log: this.log };
   }
 
   /** XEP-0077 + XEP-0348: the first start creates the account; later starts reuse it. */
@@ -231,7 +214,7 @@ export class Thing extends EventEmitter<ThingEvents> {
       send,
       request,
       self: () => this.jid ?? "",
-      approved: new Set((this.options.friends ?? []).map(bareOf)),
+      approved: new Set((this.options.friends ?? []).map(bareJid)),
       log: this.log,
     });
     this.decider = new AccessDecider({
@@ -251,7 +234,7 @@ export class Thing extends EventEmitter<ThingEvents> {
     onIq("set", NS_ROSTER, "query", (iq: Element) => this.friends.onRosterPush(iq));
     // XEP-0324 §3.1: clearCache only from the trusted provisioning service.
     onIq("set", NS_PROVISIONING, "clearCache", (iq: Element) => {
-      if (!this.provisioningJid || bareOf(iq.attrs.from ?? "") !== this.provisioningJid) {
+      if (!isFrom(iq, this.provisioningJid)) {
         throw new StanzaError("forbidden", "only the provisioning service may clear the cache");
       }
       this.decider.clear();
@@ -367,11 +350,11 @@ export class Thing extends EventEmitter<ThingEvents> {
   private onMessage(m: Element): void {
     const el = m.getChild("friend", NS_PROVISIONING) ?? m.getChild("unfriend", NS_PROVISIONING);
     if (!el || m.attrs.type === "error") return;
-    if (!this.provisioningJid || bareOf(m.attrs.from ?? "") !== this.provisioningJid) return;
+    if (!isFrom(m, this.provisioningJid)) return;
     try {
       const { kind, jid } = decodeFriendship(el);
-      if (kind === "friend") this.friends.befriend(bareOf(jid));
-      else this.friends.unfriend(bareOf(jid));
+      if (kind === "friend") this.friends.befriend(bareJid(jid));
+      else this.friends.unfriend(bareJid(jid));
     } catch (err) {
       this.log("info", "bad friendship recommendation", { error: (err as Error).message });
     }

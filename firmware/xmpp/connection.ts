@@ -23,17 +23,12 @@ import { NS } from "../../server/xml/namespaces.ts";
 import { STREAM_CLOSE, serializeStanza, streamHeader } from "../../server/xml/serialize.ts";
 import { StreamParser } from "../../server/xml/stream-parser.ts";
 import { ClientClosedError, RequestTimeoutError } from "./errors.ts";
+import type { ServerAddress } from "./options.ts";
 
 export type LogLevel = "debug" | "info" | "warn" | "error";
 export type Log = (level: LogLevel, msg: string, data?: Record<string, unknown>) => void;
 
-export interface ConnectionOptions {
-  readonly domain: string;
-  readonly host?: string;
-  readonly port?: number;
-  readonly tls?: "starttls" | "direct";
-  readonly ca?: string | Buffer | readonly (string | Buffer)[];
-  readonly rejectUnauthorized?: boolean;
+export interface ConnectionOptions extends ServerAddress {
   /** Limit for each negotiation step (connect, TLS, one reply). */
   readonly stepTimeoutMs: number;
   /** Largest inbound stanza in bytes (the parser's limit; 256 KiB by default). */

@@ -7,16 +7,32 @@
 import type { Element } from "ltx";
 import type { Log } from "./connection.ts";
 
-export interface XmppClientOptions {
+/** Which server to reach and how to trust it: what the connection, the client, a thing and the simulator share. */
+export interface ServerAddress {
   readonly domain: string;
   /** Where to connect; default the domain (no SRV lookup), port 5222 (5223 for direct TLS). */
   readonly host?: string;
   readonly port?: number;
-  /** Default "starttls". Plaintext is never allowed. */
+  /** Default "starttls". Plaintext is never allowed (RFC 6120 §13.8). */
   readonly tls?: "starttls" | "direct";
   readonly ca?: string | Buffer | readonly (string | Buffer)[];
-  /** Default true: the certificate must be valid for `domain`. */
+  /** Default true: the certificate must be valid for `domain` (RFC 6125). */
   readonly rejectUnauthorized?: boolean;
+}
+
+/** The ServerAddress part of larger options, without the keys left undefined. */
+export function serverAddressOf(o: ServerAddress): ServerAddress {
+  return {
+    domain: o.domain,
+    ...(o.host !== undefined && { host: o.host }),
+    ...(o.port !== undefined && { port: o.port }),
+    ...(o.tls !== undefined && { tls: o.tls }),
+    ...(o.ca !== undefined && { ca: o.ca }),
+    ...(o.rejectUnauthorized !== undefined && { rejectUnauthorized: o.rejectUnauthorized }),
+  };
+}
+
+export interface XmppClientOptions extends ServerAddress {
   readonly username: string;
   readonly password: string;
   readonly resource?: string;
