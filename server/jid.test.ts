@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { JidError, parseJid, tryParseJid } from "./jid.ts";
+import { JidError, JidParseCache, parseJid, tryParseJid } from "./jid.ts";
 
 test("RFC 7622 §3.1: parts split at the first '/' then the '@' before it", () => {
   const jid = parseJid("juliet@example.com/foo@bar/baz");
@@ -57,4 +57,31 @@ test("equality and bare/full conversions", () => {
   assert.ok(!a.equals(parseJid("alice@example.com/phone")), "resources are case-sensitive");
   assert.equal(a.toBare().full, "alice@example.com");
   assert.equal(a.toBare().withResource("tablet").full, "alice@example.com/tablet");
+});
+
+test("parsing the same JID again gives the same result, and a malformed one fails every time", () => {
+  for (let round = 0; round < 3; round++) {
+    assert.equal(parseJid("JuLiEt@Example.COM/Balcony").full, "juliet@example.com/Balcony");
+    assert.throws(() => parseJid("a b@example.com"), JidError);
+    assert.throws(() => parseJid(""), JidError);
+  }
+});
+
+test("the JID parse cache stays bounded under endless distinct JIDs and keeps the ones in use", () => {
+  const cache = new JidParseCache({ maxEntries: 100, maxKeyLength: 64 });
+  const hot = cache.parse("sensor@example.com/hot");
+  for (let i = 0; i < 10_000; i++) {
+    assert.equal(cache.parse(`attacker${i}@example.com/r${i}`).local, `attacker${i}`);
+    assert.ok(cache.size <= 200, `size ${cache.size} after ${i + 1} distinct JIDs`);
+    // A JID in steady use survives every turnover of the cache.
+    if (i % 50 === 0) assert.equal(cache.parse("sensor@example.com/hot"), hot);
+  }
+  // Inputs too long to keep are still parsed correctly, but do not take a place.
+  const before = cache.size;
+  const long = `${"l".repeat(100)}@example.com`;
+  assert.equal(cache.parse(long).local, "l".repeat(100));
+  assert.equal(cache.size, before);
+  // Malformed inputs are not kept either.
+  assert.throws(() => cache.parse("a@b/"), JidError);
+  assert.equal(cache.size, before);
 });

@@ -128,8 +128,74 @@ export class Jid {
   }
 }
 
+/**
+ * Parsed JIDs by their input string. The router parses the `from` and `to` of every stanza, and
+ * full normalisation (PRECIS mappings, IDNA through `domainToASCII`) was about a tenth of the CPU
+ * per routed message (docs/benchmarks.md, profiling notes); a hit returns the same immutable Jid.
+ * Bounded so that a peer sending endless distinct JIDs cannot grow memory: two generations of at
+ * most `maxEntries` each; when the young one is full it becomes the old one and the old one is
+ * dropped, and a hit in the old generation moves the entry back to the young one. So the memory
+ * stays under 2 × maxEntries short keys, and JIDs in steady use survive each turnover (an
+ * approximate LRU without the bookkeeping of one on every hit). Inputs longer than `maxKeyLength`
+ * are parsed but not kept, which bounds the bytes as well as the count. Malformed JIDs are never
+ * cached: they throw every time.
+ */
+export class JidParseCache {
+  private young = new Map<string, Jid>();
+  private old = new Map<string, Jid>();
+  readonly maxEntries: number;
+  readonly maxKeyLength: number;
+
+  constructor(opts: { maxEntries: number; maxKeyLength: number }) {
+    this.maxEntries = opts.maxEntries;
+    this.maxKeyLength = opts.maxKeyLength;
+  }
+
+  get size(): number {
+    return this.young.size + this.old.size;
+  }
+
+  parse(input: string): Jid {
+    const young = this.young.get(input);
+    if (young) return young;
+    const old = this.old.get(input);
+    if (old) {
+      this.remember(input, old);
+      return old;
+    }
+    if (typeof input !== "string" || input.length > this.maxKeyLength) return parseJidUncached(input);
+    // Key and parts must not hold on to the text they were cut from: V8 keeps a sliced string's
+    // parent alive, and an attribute value from the XML parser can be a slice of a whole read
+    // chunk (up to 64 KiB). A flat copy (UTF-16 round trip: exact, lone surrogates included)
+    // keeps each entry at the size of its JID.
+    const key = Buffer.from(input, "utf16le").toString("utf16le");
+    const jid = parseJidUncached(key);
+    this.remember(key, jid);
+    return jid;
+  }
+
+  private remember(input: string, jid: Jid): void {
+    if (this.young.size >= this.maxEntries) {
+      this.old = this.young;
+      this.young = new Map();
+    }
+    this.young.set(input, jid);
+  }
+}
+
+/**
+ * The process's cache behind parseJid. 2 × 10,000 entries of at most 256 UTF-16 units (key plus
+ * parsed parts): about 30 MB in the worst case, a few MB for ordinary JIDs. A pure memo of a pure function (same
+ * input, same immutable result), so sharing it is safe and invisible to callers.
+ */
+const parsedJids = new JidParseCache({ maxEntries: 10_000, maxKeyLength: 256 });
+
 /** RFC 7622 §3.1: split at the first '/', then at the last '@' before it. */
 export function parseJid(input: string): Jid {
+  return parsedJids.parse(input);
+}
+
+function parseJidUncached(input: string): Jid {
   if (typeof input !== "string" || input.length === 0) throw new JidError("empty JID");
   const slash = input.indexOf("/");
   const head = slash >= 0 ? input.slice(0, slash) : input;

@@ -20,6 +20,7 @@ export interface MergedSample {
   readonly skipped: number;
   readonly delivered: number;
   readonly latency: Histogram;
+  readonly failed: number;
 }
 
 export class LoadPool {
@@ -96,6 +97,10 @@ export class LoadPool {
     resource: string;
     presence: boolean;
     pairs: boolean;
+    /** With pairs: where the second of each pair logs in; then only the first sends. */
+    partnerEndpoint?: Endpoint;
+    /** The sessions read sensors (see readouts()). */
+    readouts?: boolean;
     concurrency: number;
     spreadSources?: boolean;
     /** Give up starting new sessions after this many ms (the level is then partial). */
@@ -115,6 +120,8 @@ export class LoadPool {
       resource: opts.resource,
       presence: opts.presence,
       pairs: opts.pairs,
+      ...(opts.partnerEndpoint ? { partnerEndpoint: opts.partnerEndpoint } : {}),
+      ...(opts.readouts ? { readouts: true } : {}),
       concurrency: Math.max(1, Math.ceil(opts.concurrency / this.workers.length)),
       spreadSources: opts.spreadSources ?? false,
       ...(opts.budgetMs !== undefined ? { deadline: Date.now() + opts.budgetMs } : {}),
@@ -139,6 +146,15 @@ export class LoadPool {
     await this.all((_i) => ({ op: "traffic", group, rate: each, window, pad }));
   }
 
+  /**
+   * XEP-0323 readouts: `rate` requests/s in total (or Infinity = fill every window) from the
+   * group's sessions to `targets` in turn.
+   */
+  async readouts(group: string, targets: readonly string[], rate: number, window: number): Promise<void> {
+    const each = rate === Number.POSITIVE_INFINITY ? rate : rate / this.workers.length;
+    await this.all((_i) => ({ op: "readouts", group, targets, rate: each, window }));
+  }
+
   async sample(): Promise<MergedSample> {
     const samples = await this.all<Sample>(() => ({ op: "sample" }));
     const latency = new Histogram();
@@ -147,6 +163,7 @@ export class LoadPool {
       sent: samples.reduce((a, s) => a + s.sent, 0),
       skipped: samples.reduce((a, s) => a + s.skipped, 0),
       delivered: samples.reduce((a, s) => a + s.delivered, 0),
+      failed: samples.reduce((a, s) => a + s.failed, 0),
       latency,
     };
   }

@@ -15,6 +15,7 @@ const latency = new Histogram();
 let sent = 0;
 let skipped = 0;
 let delivered = 0;
+let failed = 0;
 
 const TICK_MS = 5;
 
@@ -29,6 +30,8 @@ interface Traffic {
   timer: NodeJS.Timeout;
 }
 const traffic = new Map<string, Traffic>();
+/** Groups whose pairs send one way (first → second): the s2s scenario's senders and receivers. */
+const oneWay = new Set<string>();
 let seq = 0;
 
 /** Receiving side of the pairs: each body is one delivered message from the partner. */
@@ -89,6 +92,107 @@ function tick(t: Traffic): void {
   for (const [s, batch] of batches) s.write(batch);
 }
 
+/** Readouts sent and not yet answered, by seqnr: who asked, and when. */
+const pendingReadouts = new Map<number, { session: BenchSession; stampUs: number }>();
+const READOUT_TIMEOUT_US = 10e6;
+
+/** Readers' side: the answer to readout `seqnr` arrived (XEP-0323 `done`, or an iq error). */
+function readoutDone(_session: BenchSession, seqnr: number, ok: boolean): void {
+  const p = pendingReadouts.get(seqnr);
+  if (!p) return;
+  pendingReadouts.delete(seqnr);
+  if (p.session.inflight > 0) p.session.inflight--;
+  if (ok) {
+    delivered++;
+    latency.record(nowUs() - p.stampUs);
+  } else failed++;
+}
+
+/** Unanswered for too long: counted as failed, and the reader's window slot is freed. */
+function expireReadouts(): void {
+  const oldest = nowUs() - READOUT_TIMEOUT_US;
+  for (const [seqnr, p] of pendingReadouts) {
+    if (p.stampUs > oldest) break; // insertion order is send order
+    pendingReadouts.delete(seqnr);
+    if (p.session.inflight > 0) p.session.inflight--;
+    failed++;
+  }
+}
+
+/** XEP-0323 §3.1: a momentary readout request. */
+function readoutRequest(to: string, seqnr: number): string {
+  return `<iq type='get' to='${to}' id='q${seqnr}'><req xmlns='urn:xmpp:iot:sensordata' seqnr='${seqnr}' momentary='true'/></iq>`;
+}
+
+interface Readouts {
+  readonly readers: BenchSession[];
+  readonly targets: readonly string[];
+  readonly rate: number;
+  readonly window: number;
+  readonly t0: number;
+  offered: number;
+  nextReader: number;
+  nextTarget: number;
+  readonly timer: NodeJS.Timeout;
+}
+const readouts = new Map<string, Readouts>();
+
+function readoutTick(r: Readouts): void {
+  const now = nowUs();
+  const n = r.readers.length;
+  if (n === 0 || r.targets.length === 0) return;
+  const batches = new Map<BenchSession, string>();
+  const send = (s: BenchSession) => {
+    const to = r.targets[r.nextTarget]!;
+    r.nextTarget = r.nextTarget + 1 === r.targets.length ? 0 : r.nextTarget + 1;
+    seq++;
+    s.inflight++;
+    sent++;
+    pendingReadouts.set(seq, { session: s, stampUs: now });
+    batches.set(s, (batches.get(s) ?? "") + readoutRequest(to, seq));
+  };
+  if (r.rate === Number.POSITIVE_INFINITY) {
+    for (const s of r.readers) while (s.inflight < r.window) send(s);
+  } else {
+    let due = Math.floor((r.rate * (now - r.t0)) / 1e6) - r.offered;
+    const burst = Math.max(1, Math.ceil(r.rate * 0.05));
+    if (due > burst) {
+      r.offered += due - burst;
+      skipped += due - burst;
+      due = burst;
+    }
+    for (let k = 0; k < due; k++) {
+      const s = r.readers[r.nextReader]!;
+      r.nextReader = r.nextReader + 1 === n ? 0 : r.nextReader + 1;
+      r.offered++;
+      if (s.inflight >= r.window) skipped++;
+      else send(s);
+    }
+  }
+  for (const [s, batch] of batches) s.write(batch);
+}
+
+function startReadouts(cmd: Extract<Command, { op: "readouts" }>): void {
+  const existing = readouts.get(cmd.group);
+  if (existing) {
+    clearInterval(existing.timer);
+    readouts.delete(cmd.group);
+  }
+  if (cmd.rate <= 0) return;
+  const r: Readouts = {
+    readers: (groups.get(cmd.group) ?? []).filter((s) => s.isReady),
+    targets: cmd.targets,
+    rate: cmd.rate,
+    window: cmd.window,
+    t0: nowUs(),
+    offered: 0,
+    nextReader: 0,
+    nextTarget: 0,
+    timer: setInterval(() => readoutTick(r), TICK_MS),
+  };
+  readouts.set(cmd.group, r);
+}
+
 function startTraffic(group: string, rate: number, window: number, pad: number): void {
   const existing = traffic.get(group);
   if (existing) {
@@ -96,7 +200,10 @@ function startTraffic(group: string, rate: number, window: number, pad: number):
     traffic.delete(group);
   }
   if (rate <= 0) return;
-  const senders = (groups.get(group) ?? []).filter((s) => s.isReady && s.partner?.isReady);
+  const sessions = groups.get(group) ?? [];
+  const senders = sessions.filter(
+    (s, i) => s.isReady && s.partner?.isReady && (!oneWay.has(group) || i % 2 === 0),
+  );
   const t: Traffic = {
     senders,
     rate,
@@ -134,6 +241,7 @@ function open(cmd: Extract<Command, { op: "open" }>): Promise<OpenResult> {
         }
       }
       groups.set(cmd.group, [...(groups.get(cmd.group) ?? []), ...sessions]);
+      if (cmd.pairs && cmd.partnerEndpoint) oneWay.add(cmd.group);
       resolve({ opened, failed, errors, loginLatency: loginLatency.counts, mechanisms: [...mechanisms] });
     };
     const handler: SessionHandler = {
@@ -154,17 +262,19 @@ function open(cmd: Extract<Command, { op: "open" }>): Promise<OpenResult> {
         if (errors.length < 5) errors.push(err.message);
         launch();
       },
-      body: pairHandler.body!,
+      ...(cmd.readouts ? { readout: readoutDone } : { body: pairHandler.body! }),
     };
     const launch = () => {
       const late = cmd.deadline !== undefined && Date.now() > cmd.deadline;
       while (inFlight < cmd.concurrency && next < cmd.users.length && !late) {
-        const user = cmd.users[next++]!;
+        const k = next++;
+        const user = cmd.users[k]!;
+        const endpoint = cmd.pairs && cmd.partnerEndpoint && k % 2 === 1 ? cmd.partnerEndpoint : cmd.endpoint;
         inFlight++;
         sessions.push(
           new BenchSession(
             {
-              ...endpointSpec(cmd.endpoint, user),
+              ...endpointSpec(endpoint, user),
               resource: cmd.resource,
               presence: cmd.presence,
               ...(cmd.spreadSources ? { localAddress: `127.0.2.${1 + Math.floor(user / 20000)}` } : {}),
@@ -235,10 +345,12 @@ function login(cmd: Extract<Command, { op: "login" }>): Promise<LoginResult> {
 }
 
 function sample(): Sample {
-  const s: Sample = { sent, skipped, delivered, latency: [...latency.counts] };
+  expireReadouts();
+  const s: Sample = { sent, skipped, delivered, failed, latency: [...latency.counts] };
   sent = 0;
   skipped = 0;
   delivered = 0;
+  failed = 0;
   latency.reset();
   return s;
 }
@@ -249,6 +361,13 @@ function close(group: string): number {
     clearInterval(t.timer);
     traffic.delete(group);
   }
+  const r = readouts.get(group);
+  if (r) {
+    clearInterval(r.timer);
+    readouts.delete(group);
+    for (const [seqnr, p] of pendingReadouts)
+      if (r.readers.includes(p.session)) pendingReadouts.delete(seqnr);
+  }
   const sessions = groups.get(group) ?? [];
   let lost = 0;
   for (const s of sessions) {
@@ -257,6 +376,7 @@ function close(group: string): number {
     s.close();
   }
   groups.delete(group);
+  oneWay.delete(group);
   return lost;
 }
 
@@ -266,6 +386,9 @@ async function handle(cmd: Command): Promise<unknown> {
       return open(cmd);
     case "traffic":
       startTraffic(cmd.group, cmd.rate, cmd.window, cmd.pad);
+      return undefined;
+    case "readouts":
+      startReadouts(cmd);
       return undefined;
     case "sample":
       return sample();

@@ -20,6 +20,13 @@ export type Command =
       readonly resource: string;
       readonly presence: boolean;
       readonly pairs: boolean;
+      /**
+       * With `pairs`: the second session of each pair logs in here instead (a user of another
+       * server, the s2s scenario), and only the first one sends (one direction, over federation).
+       */
+      readonly partnerEndpoint?: Endpoint;
+      /** The sessions read sensors (XEP-0323 readout answers) instead of receiving chat. */
+      readonly readouts?: boolean;
       /** Handshakes in flight at once in this worker. */
       readonly concurrency: number;
       /** Use source address 127.0.2.(1 + index / 20000): more than one address's ephemeral ports. */
@@ -36,6 +43,16 @@ export type Command =
       readonly window: number;
       /** Body filler length in characters. */
       readonly pad: number;
+    }
+  | {
+      readonly op: "readouts";
+      readonly group: string;
+      /** Full JIDs of the things to read, in turn. */
+      readonly targets: readonly string[];
+      /** Readout requests per second offered by this worker; 0 stops; Infinity = fill windows. */
+      readonly rate: number;
+      /** Readouts a reader may have unanswered. */
+      readonly window: number;
     }
   | { readonly op: "sample" }
   | {
@@ -59,6 +76,8 @@ export interface Sample {
   readonly skipped: number;
   readonly delivered: number;
   readonly latency: number[];
+  /** Readouts refused (iq error) or unanswered for 10 s. */
+  readonly failed: number;
 }
 
 export interface OpenResult {

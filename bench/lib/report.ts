@@ -277,6 +277,169 @@ function idle(c: Conditions, run: ScenarioRun, r: Json): string {
   return out.join("\n");
 }
 
+function s2s(c: Conditions, run: ScenarioRun, r: Json): string {
+  const p = r.parameters;
+  const h = r.hanse as Json;
+  const out: string[] = [when(c, r, run), ""];
+  out.push(
+    `Two Hanse brokers, each its own process with its own data directory, federated over one link ` +
+      `(${p.link}; static routes on loopback). ${p.pairs} users on broker A, logged in over STARTTLS + ` +
+      `SCRAM-SHA-256, send chat messages (a ${p.bodyPad}-character body plus a timestamp) to ${p.pairs} ` +
+      `users on broker B, one way. Offered rates rise (${p.rates.map((x: number) => n(x)).join(", ")} msg/s, ` +
+      `${p.stepSeconds} s steps, the first second of each not measured) until the brokers fall behind; then a ` +
+      `flood step keeps ${p.window} messages in flight per sender. Latency is send on A → receive on B. ` +
+      "The generator and both brokers share the two cores.",
+    "",
+  );
+  if (h.error) {
+    out.push(`- Hanse: failed (${h.error})`);
+    return out.join("\n");
+  }
+  const sat = h.saturation;
+  const sus = h.sustained;
+  out.push(
+    "| server | max delivered msg/s | p50 / p99 ms there | CPU A / B there | CPU µs per msg A / B | highest offered rate kept up with (≥ 95 % delivered, p50 ≤ 50 ms) | p50 / p99 ms there |",
+    "|---|---:|---:|---:|---:|---:|---:|",
+    `| ${serverLabel("hanse", h)} | ${n(sat.deliveredPerS)} | ${n(sat.p50ms, 1)} / ${n(sat.p99ms, 1)} | ` +
+      `${n(sat.cpuA)} % / ${n(sat.cpuB)} % | ${n(sat.cpuUsPerMsgA, 1)} / ${n(sat.cpuUsPerMsgB, 1)} | ` +
+      `${sus ? n(sus.offered) : "–"} | ${sus ? `${n(sus.p50ms, 1)} / ${n(sus.p99ms, 1)}` : "–"} |`,
+    "",
+    `- The link came up (connect, STARTTLS, dialback) and carried its first message ${n(h.linkSetupMs)} ms ` +
+      `after the first send. Sessions lost during the run: ${n(h.lostSessions)}.`,
+    "",
+    "<details><summary>Every step</summary>",
+    "",
+    "| offered msg/s | sent/s | delivered/s | p50 ms | p99 ms | CPU A | CPU B | µs/msg A | µs/msg B | generator CPU | load average |",
+    "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+  );
+  for (const st of h.steps ?? []) {
+    out.push(
+      `| ${st.offered === "flood" ? "flood" : n(st.offered)} | ${n(st.sentPerS)} | ${n(st.deliveredPerS)} | ` +
+        `${n(st.p50ms, 1)} | ${n(st.p99ms, 1)} | ${n(st.cpuA)} % | ${n(st.cpuB)} % | ${n(st.cpuUsPerMsgA, 1)} | ` +
+        `${n(st.cpuUsPerMsgB, 1)} | ${n(st.generatorCpu)} % | ${st.loadavg} |`,
+    );
+  }
+  out.push("", "</details>");
+  return out.join("\n");
+}
+
+function readout(c: Conditions, run: ScenarioRun, r: Json): string {
+  const p = r.parameters;
+  const h = r.hanse as Json;
+  const out: string[] = [when(c, r, run), ""];
+  out.push(
+    `${n(p.things)} simulated thermometers (the device SDK, \`firmware/thing\`, all in one process of their own, ` +
+      `each with its own STARTTLS + SCRAM connection) are online at Hanse; ${p.readers} generator sessions, approved ` +
+      "as friends on the devices, send them momentary XEP-0323 readout requests in turn. A round trip is " +
+      "request → `accepted` → `fields` with `done` (one iq in, an iq result and a message out, all through the " +
+      `broker). Offered rates rise (${p.rates.map((x: number) => n(x)).join(", ")} readouts/s, ${p.stepSeconds} s steps) ` +
+      `until the round trips fall behind; then a flood step keeps ${p.window} readouts unanswered per reader. ` +
+      "Broker, things and generator share the two cores.",
+    "",
+  );
+  if (h.error) {
+    out.push(`- Hanse: failed (${h.error})`);
+    return out.join("\n");
+  }
+  const sat = h.saturation;
+  const sus = h.sustained;
+  out.push(
+    "| server | max round trips/s | p50 / p99 ms there | CPU broker / things there | broker CPU µs per readout | highest offered rate kept up with (≥ 95 %, p50 ≤ 50 ms) | p50 / p99 ms there |",
+    "|---|---:|---:|---:|---:|---:|---:|",
+    `| ${serverLabel("hanse", h)} | ${n(sat.roundTripsPerS)} | ${n(sat.p50ms, 1)} / ${n(sat.p99ms, 1)} | ` +
+      `${n(sat.brokerCpu)} % / ${n(sat.thingsCpu)} % | ${n(sat.brokerCpuUsPerReadout, 1)} | ` +
+      `${sus ? n(sus.offered) : "–"} | ${sus ? `${n(sus.p50ms, 1)} / ${n(sus.p99ms, 1)}` : "–"} |`,
+    "",
+    `- Things online: ${n(h.things)} (${n(h.thingsFailed)} failed to start); readers: ${n(h.readers)}; ` +
+      `sessions lost during the run: ${n(h.lostSessions)}.`,
+    "",
+    "<details><summary>Every step</summary>",
+    "",
+    "| offered/s | sent/s | round trips/s | failed/s | p50 ms | p99 ms | CPU broker | CPU things | CPU generator | broker µs/readout | load average |",
+    "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+  );
+  for (const st of h.steps ?? []) {
+    out.push(
+      `| ${st.offered === "flood" ? "flood" : n(st.offered)} | ${n(st.sentPerS)} | ${n(st.roundTripsPerS)} | ` +
+        `${n(st.failedPerS)} | ${n(st.p50ms, 1)} | ${n(st.p99ms, 1)} | ${n(st.brokerCpu)} % | ${n(st.thingsCpu)} % | ` +
+        `${n(st.generatorCpu)} % | ${n(st.brokerCpuUsPerReadout, 1)} | ${st.loadavg} |`,
+    );
+  }
+  out.push("", "</details>");
+  return out.join("\n");
+}
+
+function provisioning(c: Conditions, run: ScenarioRun, r: Json): string {
+  const out: string[] = [
+    when(c, r, run).replace(" · **the load generator ran on the same cores as the server**", ""),
+    "",
+  ];
+  const engines = ["embedded", "postgres"].filter((e) => r[e]);
+  out.push(
+    "XEP-0324 canRead decisions by the provisioning service's own decision engine, store and audit writer " +
+      "(provisioning/), in the bench process, against the embedded PGlite engine and PostgreSQL; the XMPP round " +
+      `trip is not included (see c2s routing for that cost). ${n(r.things)} things with ${r.rulesPerThing} rules each ` +
+      `(callers, domains, everyone, narrowed fields), ${r.concurrency} decisions in flight, audit on. "From rules": ` +
+      `decision cache off, ${n(r.decisions)} decisions; "from cache": every (thing, caller) pair decided once, then ` +
+      `${n(r.decisions * 5)} decisions answered from the cache.`,
+    "",
+    "| engine | decided from | decisions/s | p50 ms | p99 ms | rules loaded in |",
+    "|---|---|---:|---:|---:|---:|",
+  );
+  for (const e of engines) {
+    const x = r[e];
+    const label = e === "postgres" ? "PostgreSQL" : "embedded (PGlite)";
+    for (const [from, m] of [
+      ["rules (database)", x.fromRules],
+      ["cache", x.fromCache],
+    ] as const) {
+      out.push(
+        `| ${label} | ${from} | ${n(m?.perS)} | ${n(m?.p50ms, 2)} | ${n(m?.p99ms, 2)} | ${from === "cache" ? "" : `${n(x.loadSeconds, 1)} s`} |`,
+      );
+    }
+  }
+  return out.join("\n");
+}
+
+function registry(c: Conditions, run: ScenarioRun, r: Json): string {
+  const sizes = Object.keys(r)
+    .filter((k) => /^\d+$/.test(k))
+    .sort((a, b) => Number(a) - Number(b));
+  const out: string[] = [
+    when(c, r, run).replace(" · **the load generator ran on the same cores as the server**", ""),
+    "",
+  ];
+  out.push(
+    `The registry's own store and search code (thing-registry/) against ${r.engine === "postgres" ? "PostgreSQL" : "the embedded PGlite engine"}` +
+      `${r.postgresVersion ? ` ${r.postgresVersion}` : ""}, in the bench process; the XMPP round trip is not included ` +
+      `(see c2s routing for that cost). Claimed public things with ${r.tagsPerThing} tags each, loaded with set-based SQL ` +
+      "(generate_series; secondary indexes built after the load). Search: six kinds of query " +
+      `(${Object.keys(r[sizes[0] ?? ""]?.perQuery ?? {}).join("; ")}), ${r.searchesPerQuery} of each, pages of ${r.page}. ` +
+      `Claims: ${n(r.claims)} things registered through the store with a KEY, half claimed one at a time, half ` +
+      `${r.claimConcurrency} at a time.`,
+    "",
+    "| things | search p50 | search p99 | slowest query kind, p50 | claims/s (one at a time) | claims/s (concurrent) | registers/s | load time |",
+    "| ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |",
+  );
+  for (const size of sizes) {
+    const x = r[size];
+    const slowest = Object.entries(x.perQuery as Json).reduce(
+      (a: [string, Json] | undefined, e: [string, Json]) => (!a || e[1].p50ms > a[1].p50ms ? e : a),
+      undefined,
+    );
+    out.push(
+      `| ${n(Number(size))} | ${n(x.p50ms, 1)} ms | ${n(x.p99ms, 1)} ms | ${slowest ? `${slowest[0]}: ${n(slowest[1].p50ms, 1)} ms` : "–"} | ` +
+        `${n(x.claimsPerS)} | ${n(x.concurrentClaimsPerS)} | ${n(x.registerPerS)} | ${n(x.loadSeconds, 0)} s |`,
+    );
+  }
+  if (r.skipped?.length)
+    out.push(
+      "",
+      `- Not measured (time limit of the scenario): ${r.skipped.map((x: number) => n(x)).join(", ")} things.`,
+    );
+  return out.join("\n");
+}
+
 function verbatim(c: Conditions, run: ScenarioRun): string {
   const date = c.date.slice(0, 16).replace("T", " ");
   return [
@@ -303,6 +466,10 @@ export function updateDocs(
       if (name === "c2s-routing" && r) body = routing(conditions, run, r);
       else if (name === "c2s-login" && r) body = login(conditions, run, r);
       else if (name === "c2s-idle" && r) body = idle(conditions, run, r);
+      else if (name === "s2s" && r) body = s2s(conditions, run, r);
+      else if (name === "registry" && r) body = registry(conditions, run, r);
+      else if (name === "readout" && r) body = readout(conditions, run, r);
+      else if (name === "provisioning" && r) body = provisioning(conditions, run, r);
       else if (name === "xml-parser" && run.status === 0) body = verbatim(conditions, run);
     } catch (err) {
       console.error(`docs: cannot render ${name}: ${(err as Error).message}`);

@@ -74,18 +74,36 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
 
 // ---------------------------------------------------------------- Hanse
 
-class Hanse implements ServerUnderTest {
+/** Where one Hanse broker of the bench lives; the defaults are the c2s scenarios' broker. */
+export interface HanseOptions {
+  /** Its state directory and files under STATE (`hanse`, `hanse.toml`, …). */
+  readonly key: string;
+  readonly domain: string;
+  /** Loopback address of its listeners. */
+  readonly host: string;
+  /** Federation: its s2s listener port (on `host`) and static routes to other domains. */
+  readonly s2s?: { readonly port: number; readonly routes: Readonly<Record<string, string>> };
+}
+
+export class Hanse implements ServerUnderTest {
   readonly name = "hanse" as const;
   readonly unavailable = undefined;
   readonly version: string;
-  readonly domain = "hanse.bench.test";
-  readonly host = "127.0.1.1";
-  private readonly dir = join(STATE, "hanse");
-  private readonly configFile = join(STATE, "hanse.toml");
-  private readonly memoryFile = join(STATE, "hanse-memory.json");
+  readonly domain: string;
+  readonly host: string;
+  private readonly s2s: HanseOptions["s2s"];
+  private readonly dir: string;
+  private readonly configFile: string;
+  private readonly memoryFile: string;
   private child: ChildProcess | undefined;
 
-  constructor() {
+  constructor(opts: HanseOptions = { key: "hanse", domain: "hanse.bench.test", host: "127.0.1.1" }) {
+    this.domain = opts.domain;
+    this.host = opts.host;
+    this.s2s = opts.s2s;
+    this.dir = join(STATE, opts.key);
+    this.configFile = join(STATE, `${opts.key}.toml`);
+    this.memoryFile = join(STATE, `${opts.key}-memory.json`);
     const pkg = JSON.parse(readFileSync(join(HANSE_DIR, "package.json"), "utf8")) as { version: string };
     const git = spawnSync("git", ["rev-parse", "--short", "HEAD"], { cwd: HANSE_DIR, encoding: "utf8" });
     const dirty = spawnSync("git", ["status", "--porcelain", "--untracked-files=no"], {
@@ -137,9 +155,26 @@ class Hanse implements ServerUnderTest {
         "port = 0",
         "[log]",
         'level = "warn"',
+        ...this.s2sConfig(),
         "",
       ].join("\n"),
     );
+  }
+
+  /** RFC 6120 §13.7 / XEP-0220: the s2s section; dialback authenticates the self-signed peers. */
+  private s2sConfig(): string[] {
+    if (!this.s2s) return [];
+    return [
+      "[s2s]",
+      `port = ${this.s2s.port}`,
+      `bind = "${this.host}"`,
+      // Routes from this table only: no DNS on a loopback bench.
+      "dns = false",
+      // As for c2s: the default per-stream read limit (10 MiB/s) is a production safety limit.
+      "bytes_per_second = 1000000000",
+      "[s2s.routes]",
+      ...Object.entries(this.s2s.routes).map(([domain, route]) => `"${domain}" = "${route}"`),
+    ];
   }
 
   async start(opts: StartOptions): Promise<void> {
@@ -175,8 +210,8 @@ class Hanse implements ServerUnderTest {
           HANSE_BENCH_MEMORY_FILE: this.memoryFile,
           HANSE_CONFIG: undefined,
           // c2s only: no federation listener (an environment override, so a checkout that has
-          // no [s2s] section yet still starts).
-          HANSE_S2S_PORT: "0",
+          // no [s2s] section yet still starts), unless this broker federates.
+          HANSE_S2S_PORT: String(this.s2s?.port ?? 0),
         },
         stdio: ["ignore", "pipe", "pipe"],
       },

@@ -1,12 +1,13 @@
 /**
  * A minimal XMPP client state machine for load generation: raw socket, stream header, STARTTLS
  * (or none, for plain-TCP sessions), SASL SCRAM-SHA-256 (SCRAM-SHA-1 if that is all the server
- * offers), resource binding, initial presence, then chat messages. It parses only what it needs
- * with indexOf (feature lists, the SASL payloads, the bound JID, then <body> texts), never builds
- * a DOM, and writes whole batches with one socket write. It trusts the server under test (no
+ * offers), resource binding, initial presence, then chat messages or sensor-data readouts. It
+ * parses only what it needs with indexOf (feature lists, the SASL payloads, the bound JID, then
+ * <body> texts, or the start tags of readout answers), never builds a DOM, and writes whole
+ * batches with one socket write. It trusts the server under test (no
  * certificate checks: every bench server has a self-signed certificate).
  * References: RFC 6120 §4.3 (stream negotiation), §5.4 (STARTTLS), §6.4 (SASL), §7 (binding);
- * RFC 6121 §4.2 (initial presence).
+ * RFC 6121 §4.2 (initial presence); XEP-0323 §3.1 (readout answers: fields with done).
  */
 import { connect as netConnect, type Socket } from "node:net";
 import { connect as tlsConnect } from "node:tls";
@@ -33,6 +34,11 @@ export interface SessionHandler {
   failed(session: BenchSession, err: Error): void;
   /** A <body> arrived in the ready state; `stamp` is the number after a leading "T" (NaN if none). */
   body?(session: BenchSession, stamp: number): void;
+  /**
+   * Readout mode (instead of bodies): readout `seqnr` ended, with `done` fields (ok) or an iq
+   * error for request id `q<seqnr>` (not ok).
+   */
+  readout?(session: BenchSession, seqnr: number, ok: boolean): void;
 }
 
 type State = "features" | "proceed" | "challenge" | "success" | "bind" | "ready" | "dead";
@@ -134,7 +140,7 @@ export class BenchSession {
     // Everything the bench servers send us is ASCII; latin1 is the cheapest exact decoding.
     this.buf += chunk.toString("latin1");
     try {
-      if (this.state === "ready") this.scanBodies();
+      if (this.state === "ready") this.scanReady();
       else this.negotiate();
     } catch (err) {
       this.fail(err as Error);
@@ -215,7 +221,7 @@ export class BenchSession {
           this.setupTimer = undefined;
           if (this.spec.presence) this.socket.write("<presence/>");
           this.handler.ready(this);
-          if (this.buf.length > 0 && this.state === "ready") this.scanBodies();
+          if (this.buf.length > 0 && this.state === "ready") this.scanReady();
           return;
         }
         default:
@@ -269,6 +275,43 @@ export class BenchSession {
       this.secure = true;
       this.openStream(); // RFC 6120 §5.4.3.3
     });
+  }
+
+  private scanReady(): void {
+    if (this.handler.readout) this.scanReadouts(this.handler.readout);
+    else this.scanBodies();
+  }
+
+  /**
+   * Ready state, readout mode: only start tags are read. XEP-0323 §3.1: `<fields … done='true'>`
+   * ends readout `seqnr`; §3.7: an `<iq type='error' id='q<seqnr>'>` ends it as refused.
+   */
+  private scanReadouts(done: NonNullable<SessionHandler["readout"]>): void {
+    const buf = this.buf;
+    let pos = 0;
+    for (;;) {
+      const fields = buf.indexOf("<fields", pos);
+      const iq = buf.indexOf("<iq", pos);
+      const open = fields < 0 ? iq : iq < 0 ? fields : Math.min(fields, iq);
+      if (open < 0) {
+        pos = Math.max(pos, buf.length - 7); // a partial "<fields" at the end
+        break;
+      }
+      const end = buf.indexOf(">", open);
+      if (end < 0) {
+        pos = open;
+        break;
+      }
+      const tag = buf.slice(open, end);
+      if (open === fields) {
+        if (/\sdone=["']true["']/.test(tag)) done(this, Number(/\sseqnr=["'](\d+)/.exec(tag)?.[1]), true);
+      } else if (/\stype=["']error["']/.test(tag)) {
+        const id = /\sid=["']q(\d+)/.exec(tag)?.[1];
+        if (id) done(this, Number(id), false);
+      }
+      pos = end + 1;
+    }
+    this.buf = pos > 0 ? buf.slice(pos) : buf;
   }
 
   /** Ready state: every <body> is one delivered message; the rest (presence echoes) is skipped. */
