@@ -3,33 +3,28 @@
  * direct TLS), authenticate with SASL EXTERNAL or dialback, then carry stanzas. Stanzas wait in a
  * bounded queue until the link is ready; when it cannot be set up they go back to their senders
  * with the error. The same stream carries our dialback verification requests to the remote domain
- * (we are then the Receiving Server asking its Authoritative Server).
- * References: RFC 6120 §4.7 (initiating stream header), §5.4 (STARTTLS, client side), §6.4 and
- * XEP-0178 §3 (SASL EXTERNAL; the authzid is our domain), XEP-0220 §2.1.1 (Initiating Server),
- * §2.1.2 (verification requests), §3 (unsolicited answers are ignored), RFC 7590 (TLS required),
- * XEP-0368 §3 (direct TLS with ALPN xmpp-server), RFC 6120 §8.3.3.15/16 (remote-server-not-found,
- * remote-server-timeout).
+ * (we are then the Receiving Server asking its Authoritative Server). This file is the link's life
+ * cycle; the negotiation steps (STARTTLS, SASL EXTERNAL, dialback) are in stream-out-auth.ts.
+ * References: RFC 6120 §4.7 (initiating stream header), XEP-0220 §2.1.1 (a close during setup),
+ * §2.1.2 (verification requests), §2.4.1 (dialback namespace on the header), §3 (unsolicited
+ * answers are ignored), XEP-0368 §3 (direct TLS with ALPN xmpp-server), RFC 6120
+ * §8.3.3.15/16 (remote-server-not-found, remote-server-timeout).
  */
 import type net from "node:net";
 import type tls from "node:tls";
-import { Element } from "ltx";
+import type { Element } from "ltx";
 import type { Logger } from "../observability/logger.ts";
 import type { Metrics } from "../observability/metrics.ts";
 import { type ConnectionLimits, type StreamHandler, XmlConnection } from "../streams/xml-connection.ts";
 import { StanzaError } from "../xml/errors.ts";
 import { NS } from "../xml/namespaces.ts";
-import { checkPeer, type PeerCertificate, peerCertificate } from "./certificates.ts";
-import { type ClientTls, clientTlsOptions, openTarget, startTlsClient } from "./connect.ts";
-import {
-  DIALBACK_XMLNS,
-  type DialbackSecret,
-  dialbackElement,
-  dialbackErrorCondition,
-  dialbackKey,
-  NS_DIALBACK,
-} from "./dialback.ts";
+import { peerCertificate } from "./certificates.ts";
+import { type ClientTls, clientTlsOptions, openTarget } from "./connect.ts";
+import { DIALBACK_XMLNS, type DialbackSecret, dialbackErrorCondition, NS_DIALBACK } from "./dialback.ts";
+import { notFound, type Problem, timedOut } from "./link-errors.ts";
 import type { FailureKind, LinkStateTracker, S2sMetrics } from "./link-metrics.ts";
 import type { Target } from "./resolve.ts";
+import { OutLinkAuth } from "./stream-out-auth.ts";
 import { type VerifyOutcome, VerifyRequests } from "./verify-requests.ts";
 
 export interface OutLinkSettings {
@@ -67,12 +62,6 @@ export interface OutLinkDeps {
 
 type State = "connecting" | "negotiating" | "ready" | "closed";
 
-/** A stanza error and a label, for a link that could not be set up. */
-interface Problem {
-  readonly kind: FailureKind;
-  readonly error: StanzaError;
-}
-
 export class OutLink {
   readonly local: string;
   readonly remote: string;
@@ -84,11 +73,6 @@ export class OutLink {
   private state: State = "connecting";
   private conn: XmlConnection | undefined;
   private pendingSocket: net.Socket | undefined;
-  private streamId: string | undefined;
-  private secure = false;
-  private peer: PeerCertificate | undefined;
-  private sasl: "none" | "attempting" | "failed" | "done" = "none";
-  private dialbackSent = false;
   /** Dialback elements may go out now: the stream is open past TLS and not inside SASL. */
   private dialbackOpen = false;
   private readonly queue: Element[] = [];
@@ -222,201 +206,71 @@ export class OutLink {
       metrics: this.deps.metrics,
     });
     this.conn = conn;
-    if (target.directTls) {
-      this.secure = true;
-      this.peer = peerCertificate(socket as tls.TLSSocket);
-    }
+    const auth = new OutLinkAuth({
+      local: this.local,
+      remote: this.remote,
+      settings: this.deps.settings,
+      tls: this.deps.tls,
+      secret: this.deps.secret,
+      log: this.log,
+      conn,
+      directTls: target.directTls,
+      peer: target.directTls ? peerCertificate(socket as tls.TLSSocket) : undefined,
+      link: this,
+      events: {
+        dialbackOpen: () => {
+          this.dialbackOpen = true;
+          this.flushVerifies();
+        },
+        authenticated: (how) => this.becomeReady(how),
+        failed: (kind, error) => this.fail(kind, error),
+        problem: (problem) => {
+          this.problem = problem;
+        },
+        failWithProblem: (fallback) => {
+          this.problem ??= fallback;
+          this.fail(this.problem.kind, this.problem.error);
+        },
+      },
+    });
     this.log.debug({ target }, "s2s connected");
-    conn.start(this.handler());
+    conn.start(this.handler(auth));
     conn.sendHeader({ from: this.local, to: this.remote }); // RFC 6120 §4.7.1
   }
 
-  private handler(): StreamHandler {
+  private handler(auth: OutLinkAuth): StreamHandler {
     return {
-      onHeader: (attrs) => this.onHeader(attrs),
-      onElement: (el) => this.onElement(el),
+      onHeader: (attrs) => auth.onHeader(attrs),
+      onElement: (el) => this.onElement(el, auth),
       onClosed: (reason) => this.onClosed(reason),
       onIdle: () => {},
     };
   }
 
-  private onHeader(attrs: Record<string, string>): void {
-    this.streamId = attrs.id; // XEP-0220 §2.1.1: the key is bound to the receiving stream's id
-    if (!attrs.version || Number.parseFloat(attrs.version) < 1) {
-      // RFC 6120 §4.7.5: a pre-1.0 peer sends no features (so no STARTTLS either).
-      if (this.deps.settings.requireEncryption) {
-        this.fail("no-tls", notFound(`${this.remote} speaks pre-XMPP-1.0 streams without TLS`));
-        return;
-      }
-      this.dialbackOpen = true;
-      this.flushVerifies();
-      this.startDialback("the peer sends no stream features");
-    }
-  }
-
-  private async onElement(el: Element): Promise<void> {
+  private async onElement(el: Element, auth: OutLinkAuth): Promise<void> {
     const ns = el.attrs.xmlns;
-    if (ns === NS.stream && el.name === "features") return this.onFeatures(el);
+    if (ns === NS.stream && el.name === "features") return auth.onFeatures(el);
     if (ns === NS.stream && el.name === "error") return this.onStreamError(el);
-    if (ns === NS.tls) return this.onTls(el);
-    if (ns === NS.sasl) return this.onSasl(el);
-    if (ns === NS_DIALBACK) return this.onDialback(el);
+    if (ns === NS.tls) return auth.onTls(el);
+    if (ns === NS.sasl) return auth.onSasl(el);
+    if (ns === NS_DIALBACK) return el.name === "verify" ? this.onVerifyAnswer(el) : auth.onDialbackResult(el);
     // An outgoing stream carries our stanzas only (no XEP-0288 bidirectional streams here).
     this.log.warn({ name: el.name, ns }, "unexpected element on an outgoing s2s stream: ignored");
   }
 
-  private async onFeatures(features: Element): Promise<void> {
-    const { requireEncryption, secureAuth } = this.deps.settings;
-    if (this.state === "ready") return;
-    if (!this.secure) {
-      if (features.getChild("starttls", NS.tls)) {
-        this.conn!.send(new Element("starttls", { xmlns: NS.tls })); // RFC 6120 §5.4.2.1
-        return;
-      }
-      if (requireEncryption) {
-        // RFC 7590 §3: no TLS, no federation.
-        this.fail("no-tls", notFound(`${this.remote} offers no STARTTLS and s2s.require_encryption is on`));
-        return;
-      }
-    }
-    if (this.sasl === "done") {
-      this.dialbackOpen = true; // verification requests may go out on the restarted stream
-      this.flushVerifies();
-      return this.becomeReady("SASL EXTERNAL");
-    }
-    if (secureAuth) {
-      const check = checkPeer(this.peer, this.remote);
-      if (!check.ok) {
-        this.fail("certificate", notFound(`${this.remote}: ${check.reason} (s2s.secure_auth is on)`));
-        return;
-      }
-    }
-    const mechanisms = features
-      .getChild("mechanisms", NS.sasl)
-      ?.getChildren("mechanism")
-      .map((m) => m.text().trim());
-    if (this.secure && this.sasl === "none" && mechanisms?.includes("EXTERNAL")) {
-      // XEP-0178 §3: the peer accepted our certificate; the authzid is our domain.
-      this.sasl = "attempting";
-      const auth = new Element("auth", { xmlns: NS.sasl, mechanism: "EXTERNAL" });
-      auth.t(Buffer.from(this.local).toString("base64"));
-      this.conn!.send(auth);
-      return;
-    }
-    this.dialbackOpen = true;
-    this.flushVerifies();
-    this.startDialback(mechanisms ? "SASL EXTERNAL not offered" : "no SASL offered");
-  }
-
-  private async onTls(el: Element): Promise<void> {
-    if (el.name !== "proceed" || this.secure) {
-      this.fail("tls", notFound(`${this.remote} refused STARTTLS`));
-      return;
-    }
-    const conn = this.conn!;
-    try {
-      await conn.startTls((plain) =>
-        startTlsClient(plain, clientTlsOptions(this.remote, this.deps.tls)).catch((err: Error) => {
-          // Recorded before the close that the failed handshake causes.
-          this.problem = {
-            kind: "tls",
-            error: notFound(`TLS with ${this.remote} failed: ${err.message}`),
-          };
-          throw err;
-        }),
-      );
-    } catch (err) {
-      this.problem ??= {
-        kind: "tls",
-        error: notFound(`TLS with ${this.remote} failed: ${(err as Error).message}`),
-      };
-      this.fail(this.problem.kind, this.problem.error);
-      return;
-    }
-    this.secure = true;
-    this.peer = peerCertificate(conn.socket as tls.TLSSocket);
-    const check = checkPeer(this.peer, this.remote);
-    this.log.debug(
-      check.ok ? { certificate: check.match } : { certificate: check.reason },
-      "s2s TLS established",
-    );
-    conn.sendHeader({ from: this.local, to: this.remote }); // RFC 6120 §5.4.3.3: a new stream
-  }
-
-  private onSasl(el: Element): void {
-    if (this.sasl !== "attempting") return;
-    if (el.name === "success") {
-      this.sasl = "done";
-      this.conn!.resetStream(); // RFC 6120 §6.4.6
-      this.conn!.sendHeader({ from: this.local, to: this.remote });
-      return;
-    }
-    if (el.name === "failure") {
-      const condition = el.getChildElements()[0]?.name ?? "failure";
-      this.sasl = "failed";
-      this.log.info({ condition }, "SASL EXTERNAL refused by the peer");
-      this.dialbackOpen = true;
-      this.flushVerifies();
-      // COMPAT: like Prosody, fall back to dialback on the same stream (RFC 6120 §6.4.5 retries).
-      this.startDialback(`SASL EXTERNAL refused (${condition})`);
-    }
-  }
-
-  private startDialback(why: string): void {
-    if (this.dialbackSent || this.state !== "negotiating") return;
-    if (this.deps.settings.secureAuth) {
-      this.fail(
-        "certificate",
-        notFound(
-          `${this.remote} did not accept our certificate (${why}); s2s.secure_auth allows no dialback`,
-        ),
-      );
-      return;
-    }
-    if (!this.streamId) {
-      this.fail("stream-error", notFound(`${this.remote} sent no stream id: dialback impossible`));
-      return;
-    }
-    this.dialbackSent = true;
-    this.log.debug({ why }, "authenticating with dialback");
-    // XEP-0220 §2.1.1 step 1; XEP-0185 §3 key.
-    const key = dialbackKey(this.deps.secret, this.remote, this.local, this.streamId);
-    this.conn!.send(dialbackElement("result", { from: this.local, to: this.remote }, key));
-  }
-
-  private onDialback(el: Element): void {
+  /** XEP-0220 §2.1.2: the Authoritative Server's answer to one of our <db:verify/> requests. */
+  private onVerifyAnswer(el: Element): void {
     const { from, to, type, id } = el.attrs;
-    if (el.name === "verify") {
-      // XEP-0220 §2.1.2: an answer must match a request made on this stream (§3: else ignored).
-      if (from !== this.remote || to !== this.local || !id || !this.verifies.has(id) || !type) {
-        this.log.warn({ from, to, id, type }, "unsolicited db:verify answer: ignored");
-        return;
-      }
-      const outcome: VerifyOutcome =
-        type === "valid" || type === "invalid"
-          ? { type }
-          : { type: "error", condition: dialbackErrorCondition(el) ?? "remote-server-not-found" };
-      this.verifies.settle(id, outcome);
+    // An answer must match a request made on this stream (XEP-0220 §3: else ignored).
+    if (from !== this.remote || to !== this.local || !id || !this.verifies.has(id) || !type) {
+      this.log.warn({ from, to, id, type }, "unsolicited db:verify answer: ignored");
       return;
     }
-    if (el.name !== "result") return;
-    if (!this.dialbackSent || from !== this.remote || to !== this.local || !type) {
-      this.log.warn({ from, to, type }, "unsolicited db:result answer: ignored"); // XEP-0220 §3
-      return;
-    }
-    if (type === "valid") {
-      this.becomeReady("dialback");
-    } else if (type === "invalid") {
-      // XEP-0220 §2.1.1: queued stanzas return with internal-server-error.
-      this.fail(
-        "dialback-invalid",
-        new StanzaError("internal-server-error", `${this.remote} did not accept our dialback key`),
-      );
-    } else {
-      // XEP-0220 §2.5: a dialback error returns queued stanzas with remote-server-timeout.
-      const condition = dialbackErrorCondition(el) ?? "undefined-condition";
-      this.fail("dialback-error", timedOut(`${this.remote} could not verify us (${condition})`));
-    }
+    const outcome: VerifyOutcome =
+      type === "valid" || type === "invalid"
+        ? { type }
+        : { type: "error", condition: dialbackErrorCondition(el) ?? "remote-server-not-found" };
+    this.verifies.settle(id, outcome);
   }
 
   private onStreamError(el: Element): void {
@@ -502,14 +356,4 @@ export class OutLink {
   private flushVerifies(): void {
     this.verifies.flush((request) => this.conn!.send(request));
   }
-}
-
-/** RFC 6120 §8.3.3.15: the remote domain cannot be reached (or not as our policy requires). */
-function notFound(text: string): StanzaError {
-  return new StanzaError("remote-server-not-found", text);
-}
-
-/** RFC 6120 §8.3.3.16: the remote domain was not reached (or did not finish) in time. */
-function timedOut(text: string): StanzaError {
-  return new StanzaError("remote-server-timeout", text);
 }

@@ -26,9 +26,19 @@
 
 import { TextDecoder } from "node:util";
 import { Element } from "ltx";
-import { SaxesParser, type SaxesStartTagNS, type SaxesTagNS, type XMLDecl } from "saxes";
+import type { SaxesStartTagNS, SaxesTagNS, XMLDecl } from "saxes";
 import { StreamError, type StreamErrorCondition } from "./errors.ts";
 import { NS } from "./namespaces.ts";
+import type { Sax } from "./saxes-handlers.ts";
+import * as saxesHandlers from "./saxes-handlers.ts";
+import { streamHeaderAttributes, streamHeaderViolation } from "./stream-header.ts";
+import type { StreamLimits } from "./stream-input.ts";
+import * as streamInput from "./stream-input.ts";
+
+// Module-local copies of what the saxes callbacks use per token or per stanza: going through the
+// imported bindings cost about 3% of the parse rate (bench/xml-parser.ts); local constants do not.
+const { PROLOG, OPEN, DONE, LT, isXmlSpace } = streamInput;
+const { setTextHandler, classifySaxError, createStrictSax } = saxesHandlers;
 
 export interface StreamParserHandler {
   /**
@@ -45,97 +55,36 @@ export interface StreamParserHandler {
   onError(err: StreamError): void;
 }
 
-export interface StreamParserOptions {
+export interface StreamParserOptions extends StreamLimits {
   /** The default namespace the stream header must declare (RFC 6120 §4.8.2). jabber:client by default. */
   contentNamespace?: string;
-  /** Largest top-level element, in bytes from its `<` to its final `>`. 256 KiB by default. */
-  maxStanzaBytes?: number;
-  /** Deepest nesting, the top-level element counting as 1. 32 by default. */
-  maxDepth?: number;
-  /** Most bytes before the stream header is complete (XML declaration included). 8 KiB by default. */
-  maxHeaderBytes?: number;
-  /**
-   * Most bytes between top-level elements that are not plain whitespace keepalives, e.g. an
-   * unfinished start tag name. Whitespace never counts. 8 KiB by default.
-   */
-  maxIdleBytes?: number;
 }
-
-const DEFAULTS = {
-  maxStanzaBytes: 256 * 1024,
-  maxDepth: 32,
-  maxHeaderBytes: 8 * 1024,
-  maxIdleBytes: 8 * 1024,
-};
-
-type Sax = SaxesParser<{ xmlns: true; forceXMLVersion: true; defaultXMLVersion: "1.0" }>;
 
 /** Thrown from inside saxes callbacks to stop it in the middle of a chunk. Never escapes write(). */
 const ABORT: Error = new Error("stream parsing aborted");
 
-/** Waiting for the stream header. */
-const PROLOG = 0;
-/** Header read; top-level elements flow. */
-const OPEN = 1;
-/** Stream closed by the peer, failed, or end() called: input is ignored until reset(). */
-const DONE = 2;
-type Phase = typeof PROLOG | typeof OPEN | typeof DONE;
-
-const LT = 0x3c;
-
-function isXmlSpace(c: number): boolean {
-  return c === 0x20 || c === 0x0a || c === 0x09 || c === 0x0d;
-}
-
-export class StreamParser {
+export class StreamParser extends streamInput.StreamInput {
   private readonly handler: StreamParserHandler;
   private readonly contentNs: string;
-  private readonly maxStanzaBytes: number;
-  private readonly maxDepth: number;
-  private readonly maxHeaderBytes: number;
-  private readonly maxIdleBytes: number;
 
   private sax!: Sax;
   private decoder!: TextDecoder;
-  private phase: Phase = PROLOG;
   /** Bumped by reset() and end() so a callback can tell that the parser it runs in is stale. */
   private generation = 0;
   /** An exception thrown by a handler callback, re-thrown by write() once saxes is unwound. */
   private callbackError: unknown = undefined;
 
-  // Mapping saxes positions (UTF-16 indexes into everything fed since the last reset) to bytes.
-  private str = "";
-  private strCharBase = 0;
-  private strByteBase = 0;
-  private strAscii = true;
-  private cursorChar = 0;
-  private cursorByte = 0;
-  private charEnd = 0;
-  private byteEnd = 0;
-  /** Last character of the previous chunk while still in the prolog, to spot a split "<!". */
-  private prologTail = "";
-
   // The element being assembled.
   private readonly stack: Element[] = [];
   private readonly nsStack: string[] = [];
-  private inStanza = false;
-  private stanzaStartByte = 0;
   /** A completed top-level element, delivered once saxes has confirmed the end tag matched. */
   private pendingStanza: Element | undefined = undefined;
   private pendingEnd = false;
 
-  // Between top-level elements: everything since idleStart is whitespace while idleClean holds.
-  private idleClean = true;
-  private idleStartChar = 0;
-  private idleStartByte = 0;
-
   constructor(handler: StreamParserHandler, options: StreamParserOptions = {}) {
+    super(options);
     this.handler = handler;
     this.contentNs = options.contentNamespace ?? NS.client;
-    this.maxStanzaBytes = options.maxStanzaBytes ?? DEFAULTS.maxStanzaBytes;
-    this.maxDepth = Math.max(1, options.maxDepth ?? DEFAULTS.maxDepth);
-    this.maxHeaderBytes = options.maxHeaderBytes ?? DEFAULTS.maxHeaderBytes;
-    this.maxIdleBytes = options.maxIdleBytes ?? DEFAULTS.maxIdleBytes;
     this.init();
   }
 
@@ -182,34 +131,18 @@ export class StreamParser {
     // itself skips a leading byte order mark.
     this.decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
     this.sax = this.createSax();
-    this.phase = PROLOG;
+    this.resetInput();
     this.callbackError = undefined;
-    this.str = "";
-    this.strCharBase = 0;
-    this.strByteBase = 0;
-    this.strAscii = true;
-    this.cursorChar = 0;
-    this.cursorByte = 0;
-    this.charEnd = 0;
-    this.byteEnd = 0;
-    this.prologTail = "";
     this.stack.length = 0;
     this.nsStack.length = 0;
-    this.inStanza = false;
-    this.stanzaStartByte = 0;
     this.pendingStanza = undefined;
     this.pendingEnd = false;
-    this.idleClean = true;
-    this.idleStartChar = 0;
-    this.idleStartByte = 0;
   }
 
   private createSax(): Sax {
-    // XML 1.0 only, whatever the declaration says: XML 1.1 would admit C0 controls by reference.
-    const sax: Sax = new SaxesParser({ xmlns: true, forceXMLVersion: true, defaultXMLVersion: "1.0" });
     // No text handler outside top-level elements: saxes then does not accumulate character data,
     // so whitespace keepalives never pile up (RFC 6120 §4.6.1). It is switched on per stanza.
-    installHandlers(sax, {
+    return createStrictSax({
       textHandler: undefined,
       xmldeclHandler: this.onXmlDecl,
       openTagStartHandler: this.onOpenTagStart,
@@ -221,20 +154,10 @@ export class StreamParser {
       doctypeHandler: this.onDoctype,
       errorHandler: this.onSaxError,
     });
-    return sax;
   }
 
   private feed(str: string): void {
-    const bytes = Buffer.byteLength(str, "utf8");
-    this.str = str;
-    this.strCharBase = this.charEnd;
-    this.strByteBase = this.byteEnd;
-    this.strAscii = bytes === str.length;
-    this.cursorChar = 0;
-    this.cursorByte = 0;
-    this.charEnd += str.length;
-    this.byteEnd += bytes;
-
+    this.beginChunk(str);
     const sax = this.sax;
     try {
       sax.write(str);
@@ -250,74 +173,11 @@ export class StreamParser {
     this.checkLimitsAfterWrite(str);
   }
 
-  /** Limits that must hold whenever we wait for more input, so nothing grows without bound. */
-  private checkLimitsAfterWrite(str: string): void {
-    if (this.phase === PROLOG) {
-      if (this.byteEnd > this.maxHeaderBytes) {
-        this.fail("policy-violation", `stream header larger than ${this.maxHeaderBytes} bytes`);
-        return;
-      }
-      // RFC 6120 §11.1: before the root element, "<!" can only start a DOCTYPE or a comment, both
-      // forbidden. Refuse it now rather than after saxes has buffered the whole declaration.
-      const seen = this.prologTail + str;
-      if (seen.includes("<!")) {
-        this.fail("restricted-xml", "DTDs and comments are not allowed");
-        return;
-      }
-      this.prologTail = str.slice(-1);
-      return;
-    }
-    if (this.inStanza) {
-      if (this.byteEnd - this.stanzaStartByte > this.maxStanzaBytes) {
-        this.fail("policy-violation", `stanza larger than ${this.maxStanzaBytes} bytes`);
-      }
-      return;
-    }
-    if (this.idleClean) {
-      // Skip whitespace keepalives; they never count against the limit.
-      let i = Math.max(0, this.idleStartChar - this.strCharBase);
-      while (i < str.length && isXmlSpace(str.charCodeAt(i))) i++;
-      this.idleStartChar = this.strCharBase + i;
-      this.idleStartByte = this.bytePos(this.idleStartChar);
-      if (i < str.length) {
-        this.idleClean = false;
-        if (str.charCodeAt(i) !== LT) {
-          this.fail("bad-format", "character data between top-level elements");
-          return;
-        }
-      }
-    }
-    if (this.byteEnd - this.idleStartByte > this.maxIdleBytes) {
-      this.fail("policy-violation", `more than ${this.maxIdleBytes} bytes between stanzas`);
-    }
-  }
-
-  /** Byte offset (since the last reset) of a saxes position in the current chunk. */
-  private bytePos(charPos: number): number {
-    const rel = charPos - this.strCharBase;
-    // rel < 0 only for a CR that saxes carried over from the previous chunk: one byte each.
-    if (rel <= 0 || this.strAscii) return this.strByteBase + rel;
-    if (rel < this.cursorChar) {
-      this.cursorChar = 0;
-      this.cursorByte = 0;
-    }
-    const s = this.str;
-    let bytes = this.cursorByte;
-    for (let i = this.cursorChar; i < rel; i++) {
-      const c = s.charCodeAt(i);
-      // UTF-8 length per UTF-16 unit: a surrogate pair is 4 bytes, 2 per half.
-      bytes += c < 0x80 ? 1 : c < 0x800 || (c >= 0xd800 && c <= 0xdfff) ? 2 : 3;
-    }
-    this.cursorChar = rel;
-    this.cursorByte = bytes;
-    return this.strByteBase + bytes;
-  }
-
   /**
    * Report an error once and stop. Returns ABORT so callers inside saxes callbacks can
    * `throw this.fail(...)` to stop saxes in the middle of the chunk.
    */
-  private fail(condition: StreamErrorCondition, text: string): Error {
+  protected fail(condition: StreamErrorCondition, text: string): Error {
     if (this.phase === DONE) return ABORT;
     this.phase = DONE;
     this.stack.length = 0;
@@ -414,17 +274,6 @@ export class StreamParser {
       throw this.fail("policy-violation", `stanza larger than ${this.maxStanzaBytes} bytes`);
     }
   };
-
-  /** Only whitespace may separate top-level elements (RFC 6120 §4.6.1 keepalives). */
-  private checkIdleText(toChar: number): void {
-    const s = this.str;
-    const end = toChar - this.strCharBase;
-    for (let i = Math.max(0, this.idleStartChar - this.strCharBase); i < end; i++) {
-      if (!isXmlSpace(s.charCodeAt(i))) {
-        throw this.fail("bad-format", "character data between top-level elements");
-      }
-    }
-  }
 
   private readonly onOpenTag = (tag: SaxesTagNS): void => {
     if (this.phase === PROLOG) {
@@ -552,34 +401,14 @@ export class StreamParser {
 
   /** The root element: RFC 6120 §4.7 header, §4.8 namespaces. */
   private openStream(tag: SaxesTagNS): void {
-    if (tag.local !== "stream" || tag.uri !== NS.stream) {
-      // RFC 6120 §4.8.1, §4.9.3.10
-      throw this.fail("invalid-namespace", "the stream header must be <stream> in the stream namespace");
-    }
-    if (tag.prefix === "") {
-      // RFC 6120 §4.9.3.2: the header needs a prefix, since the default namespace is the content
-      // namespace (§4.8.2, which must differ from the stream namespace). Any prefix bound to the
-      // stream namespace is fine: we are namespace-aware (§4.8.5 makes "stream" the convention).
-      throw this.fail("bad-namespace-prefix", "the stream element must use a namespace prefix");
-    }
-    const defaultNs = tag.ns[""];
-    if (defaultNs !== this.contentNs) {
-      // RFC 6120 §4.8.2, §4.9.3.10: the content namespace must be declared as the default.
-      throw this.fail("invalid-namespace", `the default namespace must be ${this.contentNs}`);
-    }
+    const violation = streamHeaderViolation(tag, this.contentNs);
+    if (violation !== undefined) throw this.fail(violation.condition, violation.text);
     const endChar = this.sax.position;
     const endByte = this.bytePos(endChar);
     if (endByte > this.maxHeaderBytes) {
       throw this.fail("policy-violation", `stream header larger than ${this.maxHeaderBytes} bytes`);
     }
-    const attrs: Record<string, string> = {};
-    const attributes = tag.attributes;
-    for (const key in attributes) {
-      const a = attributes[key]!;
-      if (a.prefix !== "xmlns" && a.name !== "xmlns") attrs[a.name] = a.value;
-    }
-    const declared: Record<string, string> = {};
-    for (const prefix in tag.ns) declared[prefix] = tag.ns[prefix]!;
+    const { attrs, declared } = streamHeaderAttributes(tag);
     this.phase = OPEN;
     this.prologTail = "";
     this.idleClean = true;
@@ -587,85 +416,4 @@ export class StreamParser {
     this.idleStartByte = endByte;
     if (!this.invoke(() => this.handler.onStreamStart(attrs, declared))) throw ABORT;
   }
-}
-
-/**
- * saxes keeps one handler per event in a property (`commentHandler`, ...). Its `on()` stores it
- * under a computed key, and V8 turns an object that gains more than a few properties that way into
- * a slow dictionary: with the nine handlers we need, saxes ran 4x slower. Assigning the same
- * properties by name keeps the object fast. The names are private to saxes 6, so they are checked
- * once below; if they ever change we fall back to `on()`/`off()` (correct, just slower).
- */
-interface HandlerSlots {
-  textHandler: unknown;
-  xmldeclHandler: unknown;
-  openTagStartHandler: unknown;
-  openTagHandler: unknown;
-  closeTagHandler: unknown;
-  cdataHandler: unknown;
-  commentHandler: unknown;
-  piHandler: unknown;
-  doctypeHandler: unknown;
-  errorHandler: unknown;
-}
-
-type Handlers = { [K in keyof HandlerSlots]: ((...args: never[]) => void) | undefined };
-
-const EVENT_OF_SLOT: Record<keyof HandlerSlots, Parameters<Sax["on"]>[0]> = {
-  textHandler: "text",
-  xmldeclHandler: "xmldecl",
-  openTagStartHandler: "opentagstart",
-  openTagHandler: "opentag",
-  closeTagHandler: "closetag",
-  cdataHandler: "cdata",
-  commentHandler: "comment",
-  piHandler: "processinginstruction",
-  doctypeHandler: "doctype",
-  errorHandler: "error",
-};
-
-const NAMED_SLOTS_WORK: boolean = Object.entries(EVENT_OF_SLOT).every(([slot, event]) => {
-  const probe = new SaxesParser({ xmlns: true });
-  const fn = (): void => {};
-  probe.on(event, fn);
-  return (probe as unknown as Record<string, unknown>)[slot] === fn;
-});
-
-function installHandlers(sax: Sax, h: Handlers): void {
-  if (!NAMED_SLOTS_WORK) {
-    for (const slot of Object.keys(EVENT_OF_SLOT) as (keyof HandlerSlots)[]) setViaOn(sax, slot, h[slot]);
-    return;
-  }
-  const s = sax as unknown as HandlerSlots;
-  s.textHandler = h.textHandler;
-  s.xmldeclHandler = h.xmldeclHandler;
-  s.openTagStartHandler = h.openTagStartHandler;
-  s.openTagHandler = h.openTagHandler;
-  s.closeTagHandler = h.closeTagHandler;
-  s.cdataHandler = h.cdataHandler;
-  s.commentHandler = h.commentHandler;
-  s.piHandler = h.piHandler;
-  s.doctypeHandler = h.doctypeHandler;
-  s.errorHandler = h.errorHandler;
-}
-
-function setViaOn(sax: Sax, slot: keyof HandlerSlots, fn: ((...args: never[]) => void) | undefined): void {
-  const event = EVENT_OF_SLOT[slot];
-  if (fn === undefined) sax.off(event);
-  else sax.on(event, fn as never);
-}
-
-/** Switch character data collection on or off (see createSax). */
-function setTextHandler(sax: Sax, fn: ((text: string) => void) | undefined): void {
-  if (NAMED_SLOTS_WORK) (sax as unknown as HandlerSlots).textHandler = fn;
-  else setViaOn(sax, "textHandler", fn);
-}
-
-/** Map a saxes message to an RFC 6120 §4.9.3 condition. */
-function classifySaxError(message: string, inProlog: boolean): StreamErrorCondition {
-  // RFC 6120 §11.1: only the five predefined entities; a DOCTYPE anywhere is restricted.
-  if (message.includes("undefined entity") || message.includes("doctype")) return "restricted-xml";
-  // RFC 6120 §4.9.3.2: an undeclared prefix on the stream header itself.
-  if (inProlog && message.includes("unbound namespace prefix")) return "bad-namespace-prefix";
-  return "not-well-formed"; // RFC 6120 §4.9.3.13
 }
