@@ -49,6 +49,18 @@ const completed = (text: string, type: "info" | "warn" | "error" = "info", form?
   ...(form && { form }),
 });
 
+/** XEP-0050 §2.4: a stage that shows a form to fill in; "complete" submits it. */
+function formStage(
+  title: string,
+  fields: readonly FormField[],
+  instructions?: readonly string[],
+): CommandStep {
+  return {
+    status: "executing",
+    form: { type: "form", title, ...(instructions && { instructions }), fields },
+  };
+}
+
 function resultForm(title: string, name: string, lines: readonly string[]): DataForm {
   return {
     type: "result",
@@ -92,14 +104,7 @@ export function ownerCommands(service: ProvisioningService, registry: ThingRegis
       const owner = from.bare;
       const things = await thingsOf(owner);
       if (stage === 0) {
-        return {
-          status: "executing",
-          form: {
-            type: "form",
-            title: "Provisioning rules",
-            fields: [thingChoice(things, false, "Only this thing")],
-          },
-        };
+        return formStage("Provisioning rules", [thingChoice(things, false, "Only this thing")]);
       }
       const list = await service.listRules(owner, chosenThing(form, things));
       return completed(
@@ -120,26 +125,20 @@ export function ownerCommands(service: ProvisioningService, registry: ThingRegis
       if (stage === 0) {
         if (list.length === 0) return completed("You have no provisioning rules.");
         const things = [...new Set(list.map((r) => r.thing))].sort();
-        return {
-          status: "executing",
-          form: {
-            type: "form",
-            title: "Delete provisioning rules",
-            instructions: ["Choose rules to delete, or a thing whose rules are all deleted."],
-            fields: [
-              {
-                var: "rules",
-                type: "list-multi",
-                label: "Rules",
-                values: [],
-                options: list
-                  .slice(0, MAX_LINES)
-                  .map((r) => ({ value: String(r.id), label: describeRule(r) })),
-              },
-              thingChoice(things, false, "Every rule of this thing"),
-            ],
-          },
-        };
+        return formStage(
+          "Delete provisioning rules",
+          [
+            {
+              var: "rules",
+              type: "list-multi",
+              label: "Rules",
+              values: [],
+              options: list.slice(0, MAX_LINES).map((r) => ({ value: String(r.id), label: describeRule(r) })),
+            },
+            thingChoice(things, false, "Every rule of this thing"),
+          ],
+          ["Choose rules to delete, or a thing whose rules are all deleted."],
+        );
       }
       let deleted = 0;
       const thing = form ? formValue(form, "thing") : undefined;
@@ -217,17 +216,10 @@ export function ownerCommands(service: ProvisioningService, registry: ThingRegis
     async run({ from, stage, form }) {
       const owner = from.bare;
       if (stage === 0) {
-        return {
-          status: "executing",
-          form: {
-            type: "form",
-            title: "Provisioning audit trail",
-            fields: [
-              thingChoice(await thingsOf(owner), false, "Only this thing"),
-              { var: "limit", type: "text-single", label: "Entries (newest last)", values: ["50"] },
-            ],
-          },
-        };
+        return formStage("Provisioning audit trail", [
+          thingChoice(await thingsOf(owner), false, "Only this thing"),
+          { var: "limit", type: "text-single", label: "Entries (newest last)", values: ["50"] },
+        ]);
       }
       const limitText = (form && formValue(form, "limit")) || "50";
       if (!/^\d{1,6}$/.test(limitText) || Number(limitText) === 0) {
@@ -259,20 +251,14 @@ export function ownerCommands(service: ProvisioningService, registry: ThingRegis
       const things = await registry.thingsOf(owner);
       if (stage === 0) {
         if (things.length === 0) return completed("You own no things.");
-        return {
-          status: "executing",
-          form: {
-            type: "form",
-            title: "Broker-side enforcement",
-            instructions: [
-              "When on, the broker refuses readouts and control the rules deny, before they reach the thing.",
-            ],
-            fields: [
-              thingChoice(things, true, "Thing"),
-              { var: "on", type: "boolean", label: "Enforce in the broker", values: ["true"] },
-            ],
-          },
-        };
+        return formStage(
+          "Broker-side enforcement",
+          [
+            thingChoice(things, true, "Thing"),
+            { var: "on", type: "boolean", label: "Enforce in the broker", values: ["true"] },
+          ],
+          ["When on, the broker refuses readouts and control the rules deny, before they reach the thing."],
+        );
       }
       const thing = chosenThing(form, things);
       if (!thing) throw commandError("bad-payload", "choose a thing");

@@ -64,6 +64,16 @@ function listMulti(
   };
 }
 
+/** A required single choice with a default (the decision, its scope and its duration). */
+function requiredChoice(
+  name: string,
+  label: string,
+  initial: string,
+  options: readonly { value: string; label: string }[],
+): FormField {
+  return { var: name, type: "list-single", label, required: true, values: [initial], options };
+}
+
 /** The form of a question (type "form"): what was asked and the answer fields with defaults. */
 export function questionForm(q: Question): DataForm {
   const r = q.request;
@@ -72,40 +82,19 @@ export function questionForm(q: Question): DataForm {
     { var: "kind", type: "hidden", values: [q.kind] },
     { var: "thing", type: "jid-single", label: "Thing", values: [q.thing] },
     { var: "caller", type: "jid-single", label: "Asked by", values: [q.caller] },
-    {
-      var: "decision",
-      type: "list-single",
-      label: "Decision",
-      required: true,
-      values: ["deny"],
-      options: [
-        { value: "allow", label: "Allow" },
-        { value: "deny", label: "Deny" },
-      ],
-    },
-    {
-      var: "scope",
-      type: "list-single",
-      label: "For whom",
-      required: true,
-      values: ["caller"],
-      options: [
-        { value: "caller", label: `Only ${q.caller}` },
-        { value: "domain", label: `Anyone at ${domainOf(q.caller)}` },
-        { value: "everyone", label: "Everyone" },
-      ],
-    },
-    {
-      var: "duration",
-      type: "list-single",
-      label: "How long",
-      required: true,
-      values: ["always"],
-      options: [
-        { value: "always", label: "From now on" },
-        { value: "once", label: "This time only" },
-      ],
-    },
+    requiredChoice("decision", "Decision", "deny", [
+      { value: "allow", label: "Allow" },
+      { value: "deny", label: "Deny" },
+    ]),
+    requiredChoice("scope", "For whom", "caller", [
+      { value: "caller", label: `Only ${q.caller}` },
+      { value: "domain", label: `Anyone at ${domainOf(q.caller)}` },
+      { value: "everyone", label: "Everyone" },
+    ]),
+    requiredChoice("duration", "How long", "always", [
+      { value: "always", label: "From now on" },
+      { value: "once", label: "This time only" },
+    ]),
   ];
   if (r.nodes.length > 0) {
     fields.push(

@@ -5,13 +5,15 @@
  * and the owner's side (questions, answers).
  * References: XEP-0324 §3.1 (isFriend), §3.3 (canRead), §3.4 (canControl), §3.5 (clearCache),
  * §6.2 of the XEP (the thing caches); XEP-0347 §3.6, §3.9 (register, mine, claimed);
- * XEP-0323 §3.1 (req, accepted, fields), XEP-0325 §3.1 (set, setResponse).
+ * XEP-0323 §3.1 (req, accepted, fields), XEP-0325 §3.1 (set, setResponse); RFC 6121 §2.2
+ * (a client fetches its roster before it goes online).
  */
 import assert from "node:assert/strict";
-import { pause } from "../extensions/roster/testing.ts";
+import { loginAs, pause } from "../extensions/roster/testing.ts";
 import { modules as defaultModules } from "../modules.ts";
 import type { Module } from "../server/modules/module.ts";
-import { type Element, type TestClient, xml } from "../test/support/xmpp-client.ts";
+import { startTestBroker, type TestBroker, type TestBrokerOptions } from "../server/testing/broker.ts";
+import { type Element, loginTo, type TestClient, xml } from "../test/support/xmpp-client.ts";
 import { provisioningModule } from "./module.ts";
 import type { ProvisioningService } from "./service.ts";
 
@@ -161,6 +163,20 @@ export async function askProvisioning(client: TestClient, prov: string, payload:
   return result.getChildElements()[0]!;
 }
 
+/** The thing asks whether `jid` may read one field of it (XEP-0324 §3.3). */
+export function askCanReadField(
+  client: TestClient,
+  prov: string,
+  jid: string,
+  field = "Temperature",
+): Promise<Element> {
+  return askProvisioning(
+    client,
+    prov,
+    xml("canRead", { xmlns: NS_PROV, jid }, xml("field", { name: field })),
+  );
+}
+
 /** Registers the thing at the registry and lets the owner claim it; resolves when the thing knows. */
 export async function registerAndClaim(
   thing: TestThing,
@@ -183,9 +199,10 @@ export async function registerAndClaim(
   await until("the thing learns its owner", async () => thing.owner);
 }
 
+/** Polls `fn` until it returns something defined other than false (a condition or a value). */
 export async function until<T>(
   what: string,
-  fn: () => Promise<T | undefined> | T | undefined,
+  fn: () => T | undefined | false | Promise<T | undefined | false>,
   timeoutMs = 10_000,
 ): Promise<T> {
   const end = Date.now() + timeoutMs;
@@ -298,6 +315,82 @@ export function modulesWithProvisioningProbe(): {
     service() {
       if (!service) throw new Error("the provisioning module has not started");
       return service;
+    },
+  };
+}
+
+/** The clients a test logs in to one broker, so they can all be stopped at its end. */
+export interface TestLogins {
+  /** Every client logged in and not yet stopped, in login order. */
+  readonly clients: TestClient[];
+  /**
+   * `name` (password `${name}-pw`) logged in as a good client at resource r1: roster fetched,
+   * online unless `presence` is false.
+   */
+  login(name: string, opts?: { presence?: boolean }): Promise<TestClient>;
+  /** The client `name` logged in here (the first of them), if any. */
+  clientOf(name: string): TestClient | undefined;
+  /** Stops every client logged in so far (errors of clients already gone are ignored). */
+  stopClients(): Promise<void>;
+}
+
+/** Logins to `broker()`: a getter, so that a restart test can point them at the new broker. */
+export function testLogins(broker: () => TestBroker): TestLogins {
+  const clients: TestClient[] = [];
+  return {
+    clients,
+    login(name, opts = {}) {
+      return loginAs(
+        async (u, resource) => {
+          const client = await loginTo(broker(), u, `${u}-pw`, resource ? { resource } : {});
+          clients.push(client); // before the roster and presence, so a failed login is still stopped
+          return client;
+        },
+        name,
+        { resource: "r1", presence: opts.presence ?? true },
+      );
+    },
+    clientOf(name) {
+      return clients.find((c) => c.jid?.local === name);
+    },
+    async stopClients() {
+      await Promise.all(clients.splice(0).map((c) => c.stop().catch(() => {})));
+    },
+  };
+}
+
+/** A broker with its users and their logins; `stop` ends the clients, then the broker. */
+export interface ProvisioningTestBed extends TestLogins {
+  readonly broker: TestBroker;
+  /**
+   * `name` logged in, acting as a thing of provisioning.<domain>, registered at registry.<domain>
+   * (serial `sn-<name>`) and claimed by `owner`.
+   */
+  claimedThing(name: string, owner: TestClient): Promise<TestThing>;
+  stop(): Promise<void>;
+}
+
+/** Starts a test broker with `users` (password `${name}-pw`) for a provisioning test. */
+export async function startProvisioningTestBed(
+  users: readonly string[],
+  options: TestBrokerOptions = {},
+): Promise<ProvisioningTestBed> {
+  const broker = await startTestBroker(options);
+  for (const name of users) await broker.addUser(name, `${name}-pw`);
+  const logins = testLogins(() => broker);
+  const prov = `provisioning.${broker.domain}`;
+  const registry = `registry.${broker.domain}`;
+  return {
+    ...logins,
+    broker,
+    async claimedThing(name, owner) {
+      const thing = actAsThing(await logins.login(name), prov);
+      await registerAndClaim(thing, owner, registry, `sn-${name}`);
+      return thing;
+    },
+    async stop() {
+      await logins.stopClients();
+      await broker.stop();
     },
   };
 }

@@ -139,20 +139,8 @@ export function once<T extends unknown[]>(
   });
 }
 
-/** Polls `fn` until it returns something defined other than false (a condition or a value). */
-export async function until<T>(
-  what: string,
-  fn: () => T | undefined | false | Promise<T | undefined | false>,
-  timeoutMs = 10_000,
-): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+// One polling helper for every broker test (it lives with the provisioning test helpers).
+export { until } from "../provisioning/testing.ts";
 
 /** The stanza error condition of a rejected request (xmpp.js StanzaError or ours). */
 export async function conditionOf(p: Promise<unknown>): Promise<string | undefined> {

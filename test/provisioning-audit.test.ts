@@ -9,70 +9,49 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { loginAs, ping } from "../extensions/roster/testing.ts";
+import { ping } from "../extensions/roster/testing.ts";
 import { MAX_GROUPS_PER_THING } from "../provisioning/audit.ts";
 import type { AuditRecord } from "../provisioning/store.ts";
 import {
-  actAsThing,
   answerByIq,
   answerForm,
-  askProvisioning,
+  askCanReadField,
   isQuestion,
   modulesWithProvisioningProbe,
-  NS_PROV,
+  type ProvisioningTestBed,
   questionFields,
   refused,
-  registerAndClaim,
-  type TestThing,
+  startProvisioningTestBed,
   until,
 } from "../provisioning/testing.ts";
-import { startTestBroker, type TestBroker } from "../server/testing/broker.ts";
-import { loginTo, type TestClient, xml } from "./support/xmpp-client.ts";
+import { startTestBroker } from "../server/testing/broker.ts";
+import { loginTo, type TestClient } from "./support/xmpp-client.ts";
 
 const PROV = "provisioning.localhost";
-const REG = "registry.localhost";
 
-const canRead = (thing: TestClient, jid: string, field = "Temperature") =>
-  askProvisioning(thing, PROV, xml("canRead", { xmlns: NS_PROV, jid }, xml("field", { name: field })));
+const canRead = (thing: TestClient, jid: string, field?: string) => askCanReadField(thing, PROV, jid, field);
 
 const countOf = (rows: readonly AuditRecord[]) =>
   rows.reduce((sum, r) => sum + Number(r.detail.count ?? 0), 0);
 
 describe("provisioning audit trail: coalescing, closing decided questions, synchronous rule changes", () => {
-  let broker: TestBroker;
+  let bed: ProvisioningTestBed;
   const probe = modulesWithProvisioningProbe();
-  const clients: TestClient[] = [];
 
   before(async () => {
-    broker = await startTestBroker({
+    bed = await startProvisioningTestBed(["t1", "t2", "t3", "alice", "olivia"], {
       modules: probe.modules,
       // Batches are written only once a minute here, so rows seen at once were written at once.
       config: { modules: { provisioning: { audit_flush_interval: 60_000, max_pending_questions: 5 } } },
     });
-    for (const name of ["t1", "t2", "t3", "alice", "olivia"]) await broker.addUser(name, `${name}-pw`);
   });
-  after(async () => {
-    await Promise.all(clients.map((c) => c.stop().catch(() => {})));
-    await broker.stop();
-  });
-
-  async function login(name: string): Promise<TestClient> {
-    const c = await loginAs(async (u, r) => loginTo(broker, u, `${u}-pw`, r ? { resource: r } : {}), name, {
-      resource: "r1",
-      presence: true,
-    });
-    clients.push(c);
-    return c;
-  }
-  async function claimedThing(name: string, owner: TestClient): Promise<TestThing> {
-    const thing = actAsThing(await login(name), PROV);
-    await registerAndClaim(thing, owner, REG, `audit-${name}`);
-    return thing;
-  }
+  after(() => bed?.stop());
+  const login = (name: string) => bed.login(name);
+  const claimedThing = (name: string, owner: TestClient) => bed.claimedThing(name, owner);
   /** What is in the table right now, without flushing the writer's buffer. */
   const storedActions = async (thing: string) =>
     (
-      await broker.storage.db<{ action: string }[]>`
+      await bed.broker.storage.db<{ action: string }[]>`
         select action from prov_audit where thing = ${thing} order by id`
     ).map((r) => r.action);
 
@@ -109,7 +88,7 @@ describe("provisioning audit trail: coalescing, closing decided questions, synch
   });
 
   test("a stranger varying the request cannot grow the trail one row per request; counts stay right", async () => {
-    const olivia = clients.find((c) => c.jid?.local === "olivia")!;
+    const olivia = bed.clientOf("olivia")!;
     const thing = await claimedThing("t2", olivia);
     const requests = MAX_GROUPS_PER_THING + 60;
     for (let i = 0; i < requests; i++) {
@@ -173,8 +152,8 @@ describe("provisioning audit trail: coalescing, closing decided questions, synch
   });
 
   test("answers and rule changes are in the audit table when the owner hears done", async () => {
-    const alice = clients.find((c) => c.jid?.local === "alice")!;
-    const thing = clients.find((c) => c.jid?.local === "t3")!;
+    const alice = bed.clientOf("alice")!;
+    const thing = bed.clientOf("t3")!;
     assert.equal((await canRead(thing, "erin@other.test", "Pressure")).attrs.result, "false");
     const q = questionFields(
       await alice.nextStanza(

@@ -7,43 +7,29 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { fieldValues, listCommands, runCommand } from "../extensions/adhoc/testing.ts";
-import { loginAs } from "../extensions/roster/testing.ts";
 import { OWNER_COMMAND_NODES as NODES } from "../provisioning/owner-commands.ts";
 import {
   actAsThing,
-  askProvisioning,
+  askCanReadField,
   isQuestion,
-  NS_PROV,
+  type ProvisioningTestBed,
   readout,
   refused,
   registerAndClaim,
+  startProvisioningTestBed,
   until,
 } from "../provisioning/testing.ts";
-import { startTestBroker, type TestBroker } from "../server/testing/broker.ts";
-import { loginTo, type TestClient, xml } from "./support/xmpp-client.ts";
+import { xml } from "./support/xmpp-client.ts";
 
 const PROV = "provisioning.localhost";
 
 describe("provisioning owner commands (XEP-0050)", () => {
-  let broker: TestBroker;
-  const clients: TestClient[] = [];
-
+  let bed: ProvisioningTestBed;
   before(async () => {
-    broker = await startTestBroker();
-    for (const name of ["t1", "alice", "bob"]) await broker.addUser(name, `${name}-pw`);
+    bed = await startProvisioningTestBed(["t1", "alice", "bob"]);
   });
-  after(async () => {
-    await Promise.all(clients.map((c) => c.stop().catch(() => {})));
-    await broker.stop();
-  });
-
-  const login = async (name: string) => {
-    const c = await loginAs(async (u, r) => loginTo(broker, u, `${u}-pw`, r ? { resource: r } : {}), name, {
-      resource: "r1",
-    });
-    clients.push(c);
-    return c;
-  };
+  after(() => bed?.stop());
+  const login = (name: string) => bed.login(name);
 
   test("answer a question, list and delete rules, enforcement and audit, all by ad-hoc commands", async () => {
     const alice = await login("alice");
@@ -60,12 +46,7 @@ describe("provisioning owner commands (XEP-0050)", () => {
       ["completed", "No questions are waiting for you."],
     );
 
-    const canRead = () =>
-      askProvisioning(
-        thing.client,
-        PROV,
-        xml("canRead", { xmlns: NS_PROV, jid: "bob@localhost" }, xml("field", { name: "Temperature" })),
-      );
+    const canRead = () => askCanReadField(thing.client, PROV, "bob@localhost");
     assert.equal((await canRead()).attrs.result, "false");
     await alice.nextStanza(isQuestion, 10_000);
 

@@ -7,7 +7,6 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { loginAs } from "../extensions/roster/testing.ts";
 import {
   actAsThing,
   answerByIq,
@@ -16,34 +15,24 @@ import {
   isQuestion,
   NS_DISCO,
   NS_PROV,
+  type ProvisioningTestBed,
   questionFields,
   registerAndClaim,
+  startProvisioningTestBed,
   until,
 } from "../provisioning/testing.ts";
-import { startTestBroker, type TestBroker } from "../server/testing/broker.ts";
-import { loginTo, type TestClient, xml } from "./support/xmpp-client.ts";
+import { xml } from "./support/xmpp-client.ts";
 
 const PROV = "provisioning.localhost";
 const REG = "registry.localhost";
 
 describe("provisioning after a change of owner", () => {
-  let broker: TestBroker;
-  const clients: TestClient[] = [];
+  let bed: ProvisioningTestBed;
   before(async () => {
-    broker = await startTestBroker();
-    for (const name of ["t1", "alice", "olivia"]) await broker.addUser(name, `${name}-pw`);
+    bed = await startProvisioningTestBed(["t1", "alice", "olivia"]);
   });
-  after(async () => {
-    await Promise.all(clients.map((c) => c.stop().catch(() => {})));
-    await broker.stop();
-  });
-  const login = async (name: string) => {
-    const c = await loginAs(async (u, r) => loginTo(broker, u, `${u}-pw`, r ? { resource: r } : {}), name, {
-      resource: "r1",
-    });
-    clients.push(c);
-    return c;
-  };
+  after(() => bed?.stop());
+  const login = (name: string) => bed.login(name);
 
   test("the previous owner's rules stop applying", async () => {
     const alice = await login("alice");

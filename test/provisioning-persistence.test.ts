@@ -6,22 +6,21 @@
  */
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { loginAs } from "../extensions/roster/testing.ts";
 import {
   actAsThing,
   answerByIq,
   answerForm,
-  askProvisioning,
+  askCanReadField,
   isQuestion,
   modulesWithProvisioningProbe,
-  NS_PROV,
   questionFields,
   readout,
   refused,
   registerAndClaim,
+  testLogins,
 } from "../provisioning/testing.ts";
 import { startTestBroker, type TestBroker } from "../server/testing/broker.ts";
-import { loginTo, type TestClient, xml } from "./support/xmpp-client.ts";
+import { type TestClient, xml } from "./support/xmpp-client.ts";
 
 const PROV = "provisioning.localhost";
 
@@ -30,27 +29,15 @@ for (const engine of ["embedded", "postgres"] as const) {
     test("rules, questions, enforcement and the audit trail survive a restart", async (t) => {
       let probe = modulesWithProvisioningProbe();
       let broker: TestBroker = await startTestBroker({ engine, modules: probe.modules });
-      const clients: TestClient[] = [];
+      // The logins follow the broker across the restart below.
+      const logins = testLogins(() => broker);
       t.after(async () => {
-        await Promise.all(clients.map((c) => c.stop().catch(() => {})));
+        await logins.stopClients();
         await broker.stop();
       });
       for (const name of ["t1", "alice", "bob", "carol"]) await broker.addUser(name, `${name}-pw`);
-      const login = async (name: string, presence = true) => {
-        const c = await loginAs(
-          async (u, r) => loginTo(broker, u, `${u}-pw`, r ? { resource: r } : {}),
-          name,
-          { resource: "r1", presence },
-        );
-        clients.push(c);
-        return c;
-      };
-      const canRead = (thing: TestClient, jid: string) =>
-        askProvisioning(
-          thing,
-          PROV,
-          xml("canRead", { xmlns: NS_PROV, jid }, xml("field", { name: "Temperature" })),
-        );
+      const login = (name: string, presence = true) => logins.login(name, { presence });
+      const canRead = (thing: TestClient, jid: string) => askCanReadField(thing, PROV, jid);
 
       const alice = await login("alice");
       const thing = actAsThing(await login("t1"), PROV);
@@ -68,7 +55,7 @@ for (const engine of ["embedded", "postgres"] as const) {
       await assert.rejects(broker.storage.db`update prov_audit set action = 'forged'`, /append-only/);
       await assert.rejects(broker.storage.db`delete from prov_audit`, /append-only/);
 
-      await Promise.all(clients.splice(0).map((c) => c.stop().catch(() => {})));
+      await logins.stopClients();
       const storage = { data_dir: broker.config.data_dir, database: broker.config.database };
       await broker.stop();
       probe = modulesWithProvisioningProbe();

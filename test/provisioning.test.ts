@@ -9,7 +9,7 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { loginAs, ping } from "../extensions/roster/testing.ts";
+import { ping } from "../extensions/roster/testing.ts";
 import {
   actAsThing,
   answerByIq,
@@ -20,59 +20,46 @@ import {
   NS_CTRL,
   NS_PROV,
   NS_XDATA,
+  type ProvisioningTestBed,
   questionFields,
   readout,
   refused,
   registerAndClaim,
+  startProvisioningTestBed,
   type TestThing,
   until,
 } from "../provisioning/testing.ts";
-import { startTestBroker, type TestBroker } from "../server/testing/broker.ts";
-import { type Element, loginTo, type TestClient, xml } from "./support/xmpp-client.ts";
+import { type Element, type TestClient, xml } from "./support/xmpp-client.ts";
 
 const PROV = "provisioning.localhost";
 const REG = "registry.localhost";
 
 describe("provisioning (XEP-0324)", () => {
-  let broker: TestBroker;
+  let bed: ProvisioningTestBed;
   const probe = modulesWithProvisioningProbe();
-  const clients: TestClient[] = [];
   const USERS = ["t1", "t2", "t3", "t4", "t5", "t6", "alice", "bob", "carol", "olivia"];
 
   before(async () => {
-    broker = await startTestBroker({
+    bed = await startProvisioningTestBed(USERS, {
       modules: probe.modules,
       config: { modules: { provisioning: { clear_cache_timeout: 2, max_pending_questions: 20 } } },
     });
-    for (const name of USERS) await broker.addUser(name, `${name}-pw`);
   });
-  after(async () => {
-    await Promise.all(clients.map((c) => c.stop().catch(() => {})));
-    await broker.stop();
-  });
-
-  async function login(username: string, opts: { presence?: boolean } = {}): Promise<TestClient> {
-    return loginAs(
-      async (u, r) => {
-        const c = await loginTo(broker, u, `${u}-pw`, r ? { resource: r } : {});
-        clients.push(c);
-        return c;
-      },
-      username,
-      { resource: "r1", presence: opts.presence ?? true },
-    );
-  }
-
-  async function claimedThing(name: string, owner: TestClient): Promise<TestThing> {
-    const thing = actAsThing(await login(name), PROV);
-    await registerAndClaim(thing, owner, REG, `sn-${name}`);
-    return thing;
-  }
+  after(() => bed?.stop());
+  const login = (name: string, opts?: { presence?: boolean }) => bed.login(name, opts);
+  const claimedThing = (name: string, owner: TestClient) => bed.claimedThing(name, owner);
 
   const service = () => probe.service();
   /** The next question about `thing` (questions about other things stay in the inbox). */
   const question = (client: TestClient, thing: string) =>
     client.nextStanza((s) => isQuestion(s) && questionFields(s).get("thing")?.[0] === thing, 10_000);
+  /** The thing asks whether bob may set its Output parameter (XEP-0324 §3.4). */
+  const bobMayControlOutput = (thing: TestThing) =>
+    askProvisioning(
+      thing.client,
+      PROV,
+      xml("canControl", { xmlns: NS_PROV, jid: "bob@localhost" }, xml("parameter", { name: "Output" })),
+    );
   const noQuestionYet = async (client: TestClient) => {
     await ping(client);
     assert.equal(client.inbox.filter(isQuestion).length, 0, "no (further) question");
@@ -101,7 +88,7 @@ describe("provisioning (XEP-0324)", () => {
   test("readout: denied, question, the owner allows the caller's domain, clearCache, allowed without asking again", async () => {
     const alice = await login("alice");
     const thing = await claimedThing("t1", alice);
-    const bob = clients.find((c) => c.jid?.local === "bob") ?? (await login("bob"));
+    const bob = bed.clientOf("bob") ?? (await login("bob"));
 
     await refused(readout(bob, "t1@localhost/r1", 1), "forbidden");
     const q = await question(alice, "t1@localhost");
@@ -137,9 +124,9 @@ describe("provisioning (XEP-0324)", () => {
   });
 
   test("control and narrowing: only the permitted nodes, fields and parameters are listed", async () => {
-    const alice = clients.find((c) => c.jid?.local === "alice")!;
+    const alice = bed.clientOf("alice")!;
     const thing = await claimedThing("t2", alice);
-    const bob = clients.find((c) => c.jid?.local === "bob")!;
+    const bob = bed.clientOf("bob")!;
 
     // Control: denied, question with the parameters, allowed for Output only.
     const set = (seq: string) =>
@@ -214,7 +201,7 @@ describe("provisioning (XEP-0324)", () => {
   });
 
   test("friendship: isFriend denied, question, allowed for the caller, friend recommendation, then allowed", async () => {
-    const alice = clients.find((c) => c.jid?.local === "alice")!;
+    const alice = bed.clientOf("alice")!;
     const thing = await claimedThing("t3", alice);
     const isFriend = () =>
       askProvisioning(thing.client, PROV, xml("isFriend", { xmlns: NS_PROV, jid: "bob@localhost" }));
@@ -266,7 +253,8 @@ describe("provisioning (XEP-0324)", () => {
     await thing.client.stop();
     await answerByIq(back, PROV, answerForm(fields.get("key")![0]!, "allow", "caller"));
     await until("the clearCache is owed", async () => {
-      const rows = await broker.storage.db`select thing from prov_pending_clear where thing = 't4@localhost'`;
+      const rows = await bed.broker.storage
+        .db`select thing from prov_pending_clear where thing = 't4@localhost'`;
       return rows.length > 0;
     });
     const again = actAsThing(await login("t4", { presence: false }), PROV);
@@ -291,20 +279,11 @@ describe("provisioning (XEP-0324)", () => {
   });
 
   test("forged and malformed answers change nothing and get errors (iq and message)", async () => {
-    const alice = clients.find((c) => c.jid?.local === "alice")!;
+    const alice = bed.clientOf("alice")!;
     const thing = await claimedThing("t5", alice);
-    assert.equal(
-      (
-        await askProvisioning(
-          thing.client,
-          PROV,
-          xml("canControl", { xmlns: NS_PROV, jid: "bob@localhost" }, xml("parameter", { name: "Output" })),
-        )
-      ).attrs.result,
-      "false",
-    );
+    assert.equal((await bobMayControlOutput(thing)).attrs.result, "false");
     const key = questionFields(await question(alice, "t5@localhost")).get("key")![0]!;
-    const bob = clients.find((c) => c.jid?.local === "bob")!;
+    const bob = bed.clientOf("bob")!;
     await refused(answerByIq(bob, PROV, answerForm(key, "allow", "everyone")), "forbidden");
     await refused(answerByIq(alice, PROV, answerForm("no-such-key", "allow", "everyone")), "item-not-found");
     await refused(answerByIq(alice, PROV, answerForm(key, "allow", "galaxy" as "domain")), "bad-request");
@@ -336,16 +315,7 @@ describe("provisioning (XEP-0324)", () => {
       async () => (await service().listRules("alice@localhost", "t5@localhost")).length === 1,
     );
     await refused(answerByIq(alice, PROV, answerForm(key, "allow", "caller")), "item-not-found");
-    assert.equal(
-      (
-        await askProvisioning(
-          thing.client,
-          PROV,
-          xml("canControl", { xmlns: NS_PROV, jid: "bob@localhost" }, xml("parameter", { name: "Output" })),
-        )
-      ).attrs.result,
-      "false",
-    );
+    assert.equal((await bobMayControlOutput(thing)).attrs.result, "false");
     await noQuestionYet(alice);
   });
 
@@ -362,13 +332,13 @@ describe("provisioning (XEP-0324)", () => {
   });
 
   test("broker-side enforcement: a denied readout is answered forbidden by the broker; an allowed one reaches the device untouched", async () => {
-    const alice = clients.find((c) => c.jid?.local === "alice")!;
+    const alice = bed.clientOf("alice")!;
     const thing = actAsThing(await login("t6"), PROV);
     await registerAndClaim(thing, alice, REG, "sn-t6-enforced");
     await service().setEnforcement("alice@localhost", "t6@localhost", true);
     await refused(service().setEnforcement("bob@localhost", "t6@localhost", true), "item-not-found");
 
-    const bob = clients.find((c) => c.jid?.local === "bob")!;
+    const bob = bed.clientOf("bob")!;
     const before = thing.requests.length;
     await refused(readout(bob, "t6@localhost/r1", 10), "forbidden");
     assert.equal(thing.requests.length, before, "the device never saw the request");
