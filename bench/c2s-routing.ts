@@ -10,8 +10,8 @@
  * BENCH_CPU_PROFILE=DIR (Hanse runs with --cpu-prof, profile written to DIR).
  */
 import { LoadPool } from "./lib/load-pool.ts";
-import { CpuMeter, load, SelfCpuMeter } from "./lib/proc-stats.ts";
-import { log, ms, num, nums, result, round, sleep, table } from "./lib/scenario.ts";
+import { bestAndSustained, cpuUsPer, measureStep, rampToSaturation } from "./lib/rate-steps.ts";
+import { log, num, nums, result, sleep, table } from "./lib/scenario.ts";
 import { type ServerUnderTest, selectedServers } from "./lib/servers.ts";
 
 const PAIRS = num("PAIRS", 100);
@@ -33,30 +33,36 @@ interface Step {
   loadavg: string;
 }
 
+const TIMING = { stepSeconds: STEP_S, warmSeconds: WARM_S };
+
 /** One step: offer `rate` for STEP_S seconds, measure the last STEP_S - WARM_S. */
 async function step(pool: LoadPool, server: ServerUnderTest, rate: number): Promise<Step> {
-  await pool.traffic("pairs", rate, WINDOW, PAD);
-  await sleep(WARM_S * 1000);
-  await pool.sample();
-  const cpu = new CpuMeter(server.pids());
-  const self = new SelfCpuMeter();
-  const t0 = performance.now();
-  await sleep((STEP_S - WARM_S) * 1000);
-  const s = await pool.sample();
-  const seconds = (performance.now() - t0) / 1000;
-  const c = cpu.lap();
-  const g = self.lap();
+  const m = await measureStep(
+    pool,
+    rate,
+    (r) => pool.traffic("pairs", r, WINDOW, PAD),
+    [server.pids()],
+    TIMING,
+  );
+  const [c] = m.cpu;
   return {
-    offered: rate === Number.POSITIVE_INFINITY ? "flood" : rate,
-    sentPerS: Math.round(s.sent / seconds),
-    deliveredPerS: Math.round(s.delivered / seconds),
-    p50ms: ms(s.latency.percentile(0.5)),
-    p99ms: ms(s.latency.percentile(0.99)),
-    serverCpu: Math.round(c.percent),
-    generatorCpu: Math.round(g.percent),
-    cpuUsPerMsg: s.delivered > 0 ? round((c.seconds * 1e6) / s.delivered, 1) : Number.NaN,
-    loadavg: load(),
+    offered: m.offered,
+    sentPerS: m.perSecond(m.sample.sent),
+    deliveredPerS: m.perSecond(m.sample.delivered),
+    p50ms: m.p50ms,
+    p99ms: m.p99ms,
+    serverCpu: Math.round(c!.percent),
+    generatorCpu: m.generatorCpu,
+    cpuUsPerMsg: cpuUsPer(c!.seconds, m.sample.delivered),
+    loadavg: m.loadavg,
   };
+}
+
+function describe(s: Step): string {
+  return (
+    `delivered ${s.deliveredPerS}/s, p50 ${s.p50ms} ms, p99 ${s.p99ms} ms, ` +
+    `server CPU ${s.serverCpu}%, generator CPU ${s.generatorCpu}%`
+  );
 }
 
 async function measure(server: ServerUnderTest, pool: LoadPool): Promise<Record<string, unknown>> {
@@ -81,33 +87,16 @@ async function measure(server: ServerUnderTest, pool: LoadPool): Promise<Record<
     // Warm-up (JIT, buffers), not measured.
     await pool.traffic("pairs", RATES[0]!, WINDOW, PAD);
     await sleep(2000);
-    const steps: Step[] = [];
-    for (const rate of RATES) {
-      const s = await step(pool, server, rate);
-      steps.push(s);
-      log(
-        `  offered ${rate}/s: delivered ${s.deliveredPerS}/s, p50 ${s.p50ms} ms, p99 ${s.p99ms} ms, ` +
-          `server CPU ${s.serverCpu}%, generator CPU ${s.generatorCpu}%`,
-      );
-      // Saturated: the server no longer delivers what is offered (or windows are full), or a
-      // queue has built up (half the messages wait more than 200 ms).
-      if (s.deliveredPerS < 0.95 * rate || s.sentPerS < 0.95 * rate || s.p50ms > 200) break;
-    }
-    const flood = await step(pool, server, Number.POSITIVE_INFINITY);
-    steps.push(flood);
-    log(
-      `  flood (window ${WINDOW}/session): delivered ${flood.deliveredPerS}/s, p50 ${flood.p50ms} ms, ` +
-        `p99 ${flood.p99ms} ms, server CPU ${flood.serverCpu}%, generator CPU ${flood.generatorCpu}%`,
-    );
+    const steps = await rampToSaturation({
+      rates: RATES,
+      step: (rate) => step(pool, server, rate),
+      throughput: (s) => s.deliveredPerS,
+      describe,
+      floodLabel: `window ${WINDOW}/session`,
+    });
     await pool.traffic("pairs", 0, 0, 0);
     const lost = await pool.close("pairs");
-    // Kept up with: delivered what was offered, without a standing queue (median ≤ 50 ms).
-    const sustained = steps
-      .filter(
-        (s) => s.offered !== "flood" && s.deliveredPerS >= 0.95 * (s.offered as number) && s.p50ms <= 50,
-      )
-      .at(-1);
-    const best = steps.reduce((a, s) => (s.deliveredPerS > a.deliveredPerS ? s : a));
+    const { best, sustained } = bestAndSustained(steps, (s) => s.deliveredPerS);
     return {
       version: server.version,
       sessions: opened.opened,

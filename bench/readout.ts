@@ -15,9 +15,10 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { join } from "node:path";
 import { LoadPool } from "./lib/load-pool.ts";
-import { CpuMeter, load, processTree, SelfCpuMeter } from "./lib/proc-stats.ts";
+import { processTree } from "./lib/proc-stats.ts";
+import { bestAndSustained, cpuUsPer, measureStep, rampToSaturation } from "./lib/rate-steps.ts";
 import type { ThingsSpec } from "./lib/readout-things.ts";
-import { log, ms, num, nums, result, round, sleep, table } from "./lib/scenario.ts";
+import { log, num, nums, result, sleep, table } from "./lib/scenario.ts";
 import { Hanse, PASSWORD, REPO, USER_PREFIX } from "./lib/servers.ts";
 
 const THINGS = num("READOUT_THINGS", 200);
@@ -94,35 +95,34 @@ interface Step {
   loadavg: string;
 }
 
+const TIMING = { stepSeconds: STEP_S, warmSeconds: WARM_S };
+
 async function step(
   pool: LoadPool,
   targets: readonly string[],
   thingsPid: number,
   rate: number,
 ): Promise<Step> {
-  await pool.readouts(GROUP, targets, rate, WINDOW);
-  await sleep(WARM_S * 1000);
-  await pool.sample();
-  const cpuBroker = new CpuMeter(broker.pids());
-  const cpuThings = new CpuMeter(processTree(thingsPid));
-  const self = new SelfCpuMeter();
-  const t0 = performance.now();
-  await sleep((STEP_S - WARM_S) * 1000);
-  const s = await pool.sample();
-  const seconds = (performance.now() - t0) / 1000;
-  const b = cpuBroker.lap();
+  const m = await measureStep(
+    pool,
+    rate,
+    (r) => pool.readouts(GROUP, targets, r, WINDOW),
+    [broker.pids(), processTree(thingsPid)],
+    TIMING,
+  );
+  const [b, things] = m.cpu;
   return {
-    offered: rate === Number.POSITIVE_INFINITY ? "flood" : rate,
-    sentPerS: Math.round(s.sent / seconds),
-    roundTripsPerS: Math.round(s.delivered / seconds),
-    failedPerS: Math.round(s.failed / seconds),
-    p50ms: ms(s.latency.percentile(0.5)),
-    p99ms: ms(s.latency.percentile(0.99)),
-    brokerCpu: Math.round(b.percent),
-    thingsCpu: Math.round(cpuThings.lap().percent),
-    generatorCpu: Math.round(self.lap().percent),
-    brokerCpuUsPerReadout: s.delivered > 0 ? round((b.seconds * 1e6) / s.delivered, 1) : Number.NaN,
-    loadavg: load(),
+    offered: m.offered,
+    sentPerS: m.perSecond(m.sample.sent),
+    roundTripsPerS: m.perSecond(m.sample.delivered),
+    failedPerS: m.perSecond(m.sample.failed),
+    p50ms: m.p50ms,
+    p99ms: m.p99ms,
+    brokerCpu: Math.round(b!.percent),
+    thingsCpu: Math.round(things!.percent),
+    generatorCpu: m.generatorCpu,
+    brokerCpuUsPerReadout: cpuUsPer(b!.seconds, m.sample.delivered),
+    loadavg: m.loadavg,
   };
 }
 
@@ -176,22 +176,17 @@ try {
   const warm = await pool.sample();
   if (warm.delivered === 0) throw new Error(`no readout answered during the warm-up (${warm.failed} failed)`);
 
-  const steps: Step[] = [];
-  for (const rate of RATES) {
-    const s = await step(pool, targets, things.pid!, rate);
-    steps.push(s);
-    log(`  offered ${rate}/s: ${describe(s)}`);
-    if (s.roundTripsPerS < 0.95 * rate || s.sentPerS < 0.95 * rate || s.p50ms > 200) break;
-  }
-  const flood = await step(pool, targets, things.pid!, Number.POSITIVE_INFINITY);
-  steps.push(flood);
-  log(`  flood (window ${WINDOW}/reader): ${describe(flood)}`);
+  const thingsPid = things.pid!;
+  const steps = await rampToSaturation({
+    rates: RATES,
+    step: (rate) => step(pool, targets, thingsPid, rate),
+    throughput: (s) => s.roundTripsPerS,
+    describe,
+    floodLabel: `window ${WINDOW}/reader`,
+  });
   await pool.readouts(GROUP, targets, 0, 0);
   const lost = await pool.close(GROUP);
-  const sustained = steps
-    .filter((s) => s.offered !== "flood" && s.roundTripsPerS >= 0.95 * (s.offered as number) && s.p50ms <= 50)
-    .at(-1);
-  const best = steps.reduce((x, s) => (s.roundTripsPerS > x.roundTripsPerS ? s : x));
+  const { best, sustained } = bestAndSustained(steps, (s) => s.roundTripsPerS);
   log("");
   log(
     table(

@@ -13,8 +13,8 @@
  * BENCH_WINDOW=50  BENCH_PAD=60.
  */
 import { LoadPool } from "./lib/load-pool.ts";
-import { CpuMeter, load, SelfCpuMeter } from "./lib/proc-stats.ts";
-import { log, ms, num, nums, result, round, sleep, table } from "./lib/scenario.ts";
+import { bestAndSustained, cpuUsPer, measureStep, rampToSaturation } from "./lib/rate-steps.ts";
+import { log, num, nums, result, sleep, table } from "./lib/scenario.ts";
 import { Hanse } from "./lib/servers.ts";
 
 const PAIRS = num("PAIRS", 100);
@@ -55,33 +55,29 @@ interface Step {
   loadavg: string;
 }
 
+const TIMING = { stepSeconds: STEP_S, warmSeconds: WARM_S };
+
 async function step(pool: LoadPool, rate: number): Promise<Step> {
-  await pool.traffic(GROUP, rate, WINDOW, PAD);
-  await sleep(WARM_S * 1000);
-  await pool.sample();
-  const cpuA = new CpuMeter(brokerA.pids());
-  const cpuB = new CpuMeter(brokerB.pids());
-  const self = new SelfCpuMeter();
-  const t0 = performance.now();
-  await sleep((STEP_S - WARM_S) * 1000);
-  const s = await pool.sample();
-  const seconds = (performance.now() - t0) / 1000;
-  const a = cpuA.lap();
-  const b = cpuB.lap();
-  const perMsg = (cpuSeconds: number) =>
-    s.delivered > 0 ? round((cpuSeconds * 1e6) / s.delivered, 1) : Number.NaN;
+  const m = await measureStep(
+    pool,
+    rate,
+    (r) => pool.traffic(GROUP, r, WINDOW, PAD),
+    [brokerA.pids(), brokerB.pids()],
+    TIMING,
+  );
+  const [a, b] = m.cpu;
   return {
-    offered: rate === Number.POSITIVE_INFINITY ? "flood" : rate,
-    sentPerS: Math.round(s.sent / seconds),
-    deliveredPerS: Math.round(s.delivered / seconds),
-    p50ms: ms(s.latency.percentile(0.5)),
-    p99ms: ms(s.latency.percentile(0.99)),
-    cpuA: Math.round(a.percent),
-    cpuB: Math.round(b.percent),
-    generatorCpu: Math.round(self.lap().percent),
-    cpuUsPerMsgA: perMsg(a.seconds),
-    cpuUsPerMsgB: perMsg(b.seconds),
-    loadavg: load(),
+    offered: m.offered,
+    sentPerS: m.perSecond(m.sample.sent),
+    deliveredPerS: m.perSecond(m.sample.delivered),
+    p50ms: m.p50ms,
+    p99ms: m.p99ms,
+    cpuA: Math.round(a!.percent),
+    cpuB: Math.round(b!.percent),
+    generatorCpu: m.generatorCpu,
+    cpuUsPerMsgA: cpuUsPer(a!.seconds, m.sample.delivered),
+    cpuUsPerMsgB: cpuUsPer(b!.seconds, m.sample.delivered),
+    loadavg: m.loadavg,
   };
 }
 
@@ -130,22 +126,16 @@ try {
   await pool.traffic(GROUP, RATES[0]!, WINDOW, PAD);
   await sleep(2000);
 
-  const steps: Step[] = [];
-  for (const rate of RATES) {
-    const s = await step(pool, rate);
-    steps.push(s);
-    log(`  offered ${rate}/s: ${describe(s)}`);
-    if (s.deliveredPerS < 0.95 * rate || s.sentPerS < 0.95 * rate || s.p50ms > 200) break;
-  }
-  const flood = await step(pool, Number.POSITIVE_INFINITY);
-  steps.push(flood);
-  log(`  flood (window ${WINDOW}/sender): ${describe(flood)}`);
+  const steps = await rampToSaturation({
+    rates: RATES,
+    step: (rate) => step(pool, rate),
+    throughput: (s) => s.deliveredPerS,
+    describe,
+    floodLabel: `window ${WINDOW}/sender`,
+  });
   await pool.traffic(GROUP, 0, 0, 0);
   const lost = await pool.close(GROUP);
-  const sustained = steps
-    .filter((s) => s.offered !== "flood" && s.deliveredPerS >= 0.95 * (s.offered as number) && s.p50ms <= 50)
-    .at(-1);
-  const best = steps.reduce((x, s) => (s.deliveredPerS > x.deliveredPerS ? s : x));
+  const { best, sustained } = bestAndSustained(steps, (s) => s.deliveredPerS);
   log("");
   log(
     table(

@@ -51,6 +51,20 @@ function message(to: BenchSession, stamp: number, pad: string): string {
   return `<message to='${to.jid}' type='chat' id='b${seq}'><body>T${stamp} ${pad}</body></message>`;
 }
 
+/**
+ * How many operations a paced offer (rate per second since t0, `offered` so far) owes at `now`
+ * (µs). After a stall it does not burst more than 50 ms worth: the missing part counts as
+ * skipped, not offered.
+ */
+function dueNow(pace: { rate: number; t0: number; offered: number }, now: number): number {
+  const due = Math.floor((pace.rate * (now - pace.t0)) / 1e6) - pace.offered;
+  const burst = Math.max(1, Math.ceil(pace.rate * 0.05));
+  if (due <= burst) return due;
+  pace.offered += due - burst;
+  skipped += due - burst;
+  return burst;
+}
+
 function tick(t: Traffic): void {
   const now = nowUs();
   const stamp = Math.round(now);
@@ -68,14 +82,7 @@ function tick(t: Traffic): void {
     }
     return;
   }
-  let due = Math.floor((t.rate * (now - t.t0)) / 1e6) - t.offered;
-  // After a stall, do not burst more than 50 ms worth: the missing part counts as not offered.
-  const burst = Math.max(1, Math.ceil(t.rate * 0.05));
-  if (due > burst) {
-    t.offered += due - burst;
-    skipped += due - burst;
-    due = burst;
-  }
+  const due = dueNow(t, now);
   const batches = new Map<BenchSession, string>();
   for (let k = 0; k < due; k++) {
     const s = t.senders[t.next]!;
@@ -154,13 +161,7 @@ function readoutTick(r: Readouts): void {
   if (r.rate === Number.POSITIVE_INFINITY) {
     for (const s of r.readers) while (s.inflight < r.window) send(s);
   } else {
-    let due = Math.floor((r.rate * (now - r.t0)) / 1e6) - r.offered;
-    const burst = Math.max(1, Math.ceil(r.rate * 0.05));
-    if (due > burst) {
-      r.offered += due - burst;
-      skipped += due - burst;
-      due = burst;
-    }
+    const due = dueNow(r, now);
     for (let k = 0; k < due; k++) {
       const s = r.readers[r.nextReader]!;
       r.nextReader = r.nextReader + 1 === n ? 0 : r.nextReader + 1;

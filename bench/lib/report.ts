@@ -55,12 +55,37 @@ function missing(name: string, s: Json | undefined): string | undefined {
   return undefined;
 }
 
+/** A step's offered rate: a number, or "flood" for the flood step. */
+function offered(st: Json): string {
+  return st.offered === "flood" ? "flood" : n(st.offered);
+}
+
+/** "p50 / p99" of a step, in milliseconds. */
+function latency(st: Json): string {
+  return `${n(st.p50ms, 1)} / ${n(st.p99ms, 1)}`;
+}
+
+/** The two last cells of a summary row: the highest rate kept up with and its latency. */
+function sustainedCells(sus: Json | null | undefined): string {
+  return `${sus ? n(sus.offered) : "–"} | ${sus ? latency(sus) : "–"}`;
+}
+
+/** The rising rates a scenario offered, for its description. */
+function rates(p: Json): string {
+  return p.rates.map((x: number) => n(x)).join(", ");
+}
+
+/** The collapsed table of every step, after a summary. */
+function everyStep(header: string, align: string, rows: readonly string[]): string[] {
+  return ["", "<details><summary>Every step</summary>", "", header, align, ...rows, "", "</details>"];
+}
+
 function routing(c: Conditions, run: ScenarioRun, r: Json): string {
   const p = r.parameters;
   const out: string[] = [when(c, r, run), ""];
   out.push(
     `${p.pairs * 2} sessions (${p.pairs} pairs) over ${p.tls} + SCRAM-SHA-256 send each other chat messages ` +
-      `(a ${p.bodyPad}-character body plus a timestamp). Offered rates rise (${p.rates.map((x: number) => n(x)).join(", ")} msg/s, ` +
+      `(a ${p.bodyPad}-character body plus a timestamp). Offered rates rise (${rates(p)} msg/s, ` +
       `${p.stepSeconds} s steps, the first second of each not measured) until the server falls behind ` +
       "(delivers under 95 % of the offer, or the median latency passes 200 ms); then a " +
       `flood step keeps ${p.window} messages in flight per session. Latency is send → receive.`,
@@ -78,9 +103,8 @@ function routing(c: Conditions, run: ScenarioRun, r: Json): string {
     const sat = s.saturation;
     const sus = s.sustained;
     out.push(
-      `| ${serverLabel(name, s)} | ${n(sat.deliveredPerS)} | ${n(sat.p50ms, 1)} / ${n(sat.p99ms, 1)} | ` +
-        `${n(sat.serverCpu)} % | ${n(sat.cpuUsPerMsg, 1)} | ${sus ? n(sus.offered) : "–"} | ` +
-        `${sus ? `${n(sus.p50ms, 1)} / ${n(sus.p99ms, 1)}` : "–"} |`,
+      `| ${serverLabel(name, s)} | ${n(sat.deliveredPerS)} | ${latency(sat)} | ` +
+        `${n(sat.serverCpu)} % | ${n(sat.cpuUsPerMsg, 1)} | ${sustainedCells(sus)} |`,
     );
   }
   out.push("");
@@ -104,20 +128,20 @@ function routing(c: Conditions, run: ScenarioRun, r: Json): string {
     );
   }
   for (const note of notes) out.push(`- ${note}`);
-  out.push("", "<details><summary>Every step</summary>", "");
-  out.push(
-    "| server | offered msg/s | sent/s | delivered/s | p50 ms | p99 ms | server CPU | generator CPU | load average |",
-    "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+  const stepRows = Object.entries(r.servers as Json).flatMap(([name, s]) =>
+    ((s.steps ?? []) as Json[]).map(
+      (st) =>
+        `| ${TITLE[name]} | ${offered(st)} | ${n(st.sentPerS)} | ${n(st.deliveredPerS)} | ` +
+        `${n(st.p50ms, 1)} | ${n(st.p99ms, 1)} | ${n(st.serverCpu)} % | ${n(st.generatorCpu)} % | ${st.loadavg} |`,
+    ),
   );
-  for (const [name, s] of Object.entries(r.servers as Json)) {
-    for (const st of s.steps ?? []) {
-      out.push(
-        `| ${TITLE[name]} | ${st.offered === "flood" ? "flood" : n(st.offered)} | ${n(st.sentPerS)} | ${n(st.deliveredPerS)} | ` +
-          `${n(st.p50ms, 1)} | ${n(st.p99ms, 1)} | ${n(st.serverCpu)} % | ${n(st.generatorCpu)} % | ${st.loadavg} |`,
-      );
-    }
-  }
-  out.push("", "</details>");
+  out.push(
+    ...everyStep(
+      "| server | offered msg/s | sent/s | delivered/s | p50 ms | p99 ms | server CPU | generator CPU | load average |",
+      "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+      stepRows,
+    ),
+  );
   return out.join("\n");
 }
 
@@ -285,7 +309,7 @@ function s2s(c: Conditions, run: ScenarioRun, r: Json): string {
     `Two Hanse brokers, each its own process with its own data directory, federated over one link ` +
       `(${p.link}; static routes on loopback). ${p.pairs} users on broker A, logged in over STARTTLS + ` +
       `SCRAM-SHA-256, send chat messages (a ${p.bodyPad}-character body plus a timestamp) to ${p.pairs} ` +
-      `users on broker B, one way. Offered rates rise (${p.rates.map((x: number) => n(x)).join(", ")} msg/s, ` +
+      `users on broker B, one way. Offered rates rise (${rates(p)} msg/s, ` +
       `${p.stepSeconds} s steps, the first second of each not measured) until the brokers fall behind; then a ` +
       `flood step keeps ${p.window} messages in flight per sender. Latency is send on A → receive on B. ` +
       "The generator and both brokers share the two cores.",
@@ -300,26 +324,23 @@ function s2s(c: Conditions, run: ScenarioRun, r: Json): string {
   out.push(
     "| server | max delivered msg/s | p50 / p99 ms there | CPU A / B there | CPU µs per msg A / B | highest offered rate kept up with (≥ 95 % delivered, p50 ≤ 50 ms) | p50 / p99 ms there |",
     "|---|---:|---:|---:|---:|---:|---:|",
-    `| ${serverLabel("hanse", h)} | ${n(sat.deliveredPerS)} | ${n(sat.p50ms, 1)} / ${n(sat.p99ms, 1)} | ` +
+    `| ${serverLabel("hanse", h)} | ${n(sat.deliveredPerS)} | ${latency(sat)} | ` +
       `${n(sat.cpuA)} % / ${n(sat.cpuB)} % | ${n(sat.cpuUsPerMsgA, 1)} / ${n(sat.cpuUsPerMsgB, 1)} | ` +
-      `${sus ? n(sus.offered) : "–"} | ${sus ? `${n(sus.p50ms, 1)} / ${n(sus.p99ms, 1)}` : "–"} |`,
+      `${sustainedCells(sus)} |`,
     "",
     `- The link came up (connect, STARTTLS, dialback) and carried its first message ${n(h.linkSetupMs)} ms ` +
       `after the first send. Sessions lost during the run: ${n(h.lostSessions)}.`,
-    "",
-    "<details><summary>Every step</summary>",
-    "",
-    "| offered msg/s | sent/s | delivered/s | p50 ms | p99 ms | CPU A | CPU B | µs/msg A | µs/msg B | generator CPU | load average |",
-    "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ...everyStep(
+      "| offered msg/s | sent/s | delivered/s | p50 ms | p99 ms | CPU A | CPU B | µs/msg A | µs/msg B | generator CPU | load average |",
+      "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+      ((h.steps ?? []) as Json[]).map(
+        (st) =>
+          `| ${offered(st)} | ${n(st.sentPerS)} | ${n(st.deliveredPerS)} | ` +
+          `${n(st.p50ms, 1)} | ${n(st.p99ms, 1)} | ${n(st.cpuA)} % | ${n(st.cpuB)} % | ${n(st.cpuUsPerMsgA, 1)} | ` +
+          `${n(st.cpuUsPerMsgB, 1)} | ${n(st.generatorCpu)} % | ${st.loadavg} |`,
+      ),
+    ),
   );
-  for (const st of h.steps ?? []) {
-    out.push(
-      `| ${st.offered === "flood" ? "flood" : n(st.offered)} | ${n(st.sentPerS)} | ${n(st.deliveredPerS)} | ` +
-        `${n(st.p50ms, 1)} | ${n(st.p99ms, 1)} | ${n(st.cpuA)} % | ${n(st.cpuB)} % | ${n(st.cpuUsPerMsgA, 1)} | ` +
-        `${n(st.cpuUsPerMsgB, 1)} | ${n(st.generatorCpu)} % | ${st.loadavg} |`,
-    );
-  }
-  out.push("", "</details>");
   return out.join("\n");
 }
 
@@ -332,7 +353,7 @@ function readout(c: Conditions, run: ScenarioRun, r: Json): string {
       `each with its own STARTTLS + SCRAM connection) are online at Hanse; ${p.readers} generator sessions, approved ` +
       "as friends on the devices, send them momentary XEP-0323 readout requests in turn. A round trip is " +
       "request → `accepted` → `fields` with `done` (one iq in, an iq result and a message out, all through the " +
-      `broker). Offered rates rise (${p.rates.map((x: number) => n(x)).join(", ")} readouts/s, ${p.stepSeconds} s steps) ` +
+      `broker). Offered rates rise (${rates(p)} readouts/s, ${p.stepSeconds} s steps) ` +
       `until the round trips fall behind; then a flood step keeps ${p.window} readouts unanswered per reader. ` +
       "Broker, things and generator share the two cores.",
     "",
@@ -346,26 +367,23 @@ function readout(c: Conditions, run: ScenarioRun, r: Json): string {
   out.push(
     "| server | max round trips/s | p50 / p99 ms there | CPU broker / things there | broker CPU µs per readout | highest offered rate kept up with (≥ 95 %, p50 ≤ 50 ms) | p50 / p99 ms there |",
     "|---|---:|---:|---:|---:|---:|---:|",
-    `| ${serverLabel("hanse", h)} | ${n(sat.roundTripsPerS)} | ${n(sat.p50ms, 1)} / ${n(sat.p99ms, 1)} | ` +
+    `| ${serverLabel("hanse", h)} | ${n(sat.roundTripsPerS)} | ${latency(sat)} | ` +
       `${n(sat.brokerCpu)} % / ${n(sat.thingsCpu)} % | ${n(sat.brokerCpuUsPerReadout, 1)} | ` +
-      `${sus ? n(sus.offered) : "–"} | ${sus ? `${n(sus.p50ms, 1)} / ${n(sus.p99ms, 1)}` : "–"} |`,
+      `${sustainedCells(sus)} |`,
     "",
     `- Things online: ${n(h.things)} (${n(h.thingsFailed)} failed to start); readers: ${n(h.readers)}; ` +
       `sessions lost during the run: ${n(h.lostSessions)}.`,
-    "",
-    "<details><summary>Every step</summary>",
-    "",
-    "| offered/s | sent/s | round trips/s | failed/s | p50 ms | p99 ms | CPU broker | CPU things | CPU generator | broker µs/readout | load average |",
-    "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ...everyStep(
+      "| offered/s | sent/s | round trips/s | failed/s | p50 ms | p99 ms | CPU broker | CPU things | CPU generator | broker µs/readout | load average |",
+      "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+      ((h.steps ?? []) as Json[]).map(
+        (st) =>
+          `| ${offered(st)} | ${n(st.sentPerS)} | ${n(st.roundTripsPerS)} | ` +
+          `${n(st.failedPerS)} | ${n(st.p50ms, 1)} | ${n(st.p99ms, 1)} | ${n(st.brokerCpu)} % | ${n(st.thingsCpu)} % | ` +
+          `${n(st.generatorCpu)} % | ${n(st.brokerCpuUsPerReadout, 1)} | ${st.loadavg} |`,
+      ),
+    ),
   );
-  for (const st of h.steps ?? []) {
-    out.push(
-      `| ${st.offered === "flood" ? "flood" : n(st.offered)} | ${n(st.sentPerS)} | ${n(st.roundTripsPerS)} | ` +
-        `${n(st.failedPerS)} | ${n(st.p50ms, 1)} | ${n(st.p99ms, 1)} | ${n(st.brokerCpu)} % | ${n(st.thingsCpu)} % | ` +
-        `${n(st.generatorCpu)} % | ${n(st.brokerCpuUsPerReadout, 1)} | ${st.loadavg} |`,
-    );
-  }
-  out.push("", "</details>");
   return out.join("\n");
 }
 

@@ -1,6 +1,6 @@
 /**
  * The servers under test: Hanse (this checkout, as its own process) and, when installed, Prosody
- * and ejabberd (bench/peers/*.sh). Each runs on its own loopback address so none can meet the
+ * and ejabberd (test/interop/peers/*.sh in their "bench" profile: c2s only, tuned). Each runs on its own loopback address so none can meet the
  * others, a developer's broker or the peers a test suite starts. Their state (databases,
  * accounts, certificates) lives in one directory that survives runs, so accounts are made once.
  */
@@ -306,6 +306,9 @@ export class Hanse implements ServerUnderTest {
 
 // ---------------------------------------------------------------- peers (shell scripts)
 
+/** The one set of peer scripts, shared with the interop tests (test/interop/support/peers.ts). */
+const PEERS_DIR = join(REPO, "test/interop/peers");
+
 abstract class Peer implements ServerUnderTest {
   abstract readonly name: "prosody" | "ejabberd";
   abstract readonly domain: string;
@@ -340,16 +343,16 @@ abstract class Peer implements ServerUnderTest {
   }
 
   protected async sh(...args: string[]): Promise<string> {
-    const env = { ...process.env, [`${this.envPrefix}_REQUIRE_TLS`]: this.requireTls ? "1" : "0" };
-    const { stdout } = await run(
-      join(REPO, "bench/peers", this.script),
-      [args[0]!, this.dir, ...args.slice(1)],
-      {
-        env,
-        timeout: 180_000,
-        maxBuffer: 16 * 1024 * 1024,
-      },
-    );
+    const env = {
+      ...process.env,
+      PEER_PROFILE: "bench",
+      [`${this.envPrefix}_C2S_REQUIRE_TLS`]: this.requireTls ? "1" : "0",
+    };
+    const { stdout } = await run(join(PEERS_DIR, this.script), [args[0]!, this.dir, ...args.slice(1)], {
+      env,
+      timeout: 180_000,
+      maxBuffer: 16 * 1024 * 1024,
+    });
     return stdout;
   }
 
@@ -359,9 +362,10 @@ abstract class Peer implements ServerUnderTest {
     this.requireTls = opts.requireTls;
     await this.stop(); // a leftover from an interrupted run
     await this.sh("start");
-    const script = join(REPO, "bench/peers", this.script);
+    const script = join(PEERS_DIR, this.script);
     const dir = this.dir;
-    this.stopSync = () => spawnSync(script, ["stop", dir], { stdio: "ignore", timeout: 20_000 });
+    const env = { ...process.env, PEER_PROFILE: "bench" };
+    this.stopSync = () => spawnSync(script, ["stop", dir], { env, stdio: "ignore", timeout: 20_000 });
     leftovers.add(this.stopSync);
     const status = await this.sh("status");
     this.pid = Number(/running pid (\d+)/.exec(status)?.[1] ?? 0);
@@ -423,7 +427,7 @@ class Ejabberd extends Peer {
     super("ejabberd", "ejabberd");
   }
 
-  /** One account through ejabberd_ctl, then its stored record copied (bench/peers/ejabberd.sh clone). */
+  /** One account through ejabberd_ctl, then its stored record copied (ejabberd.sh clone). */
   async ensureAccounts(n: number): Promise<void> {
     const have = Number((await this.sh("count")).trim().split("\n").pop());
     if (have >= n) return;

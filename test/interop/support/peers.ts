@@ -82,6 +82,8 @@ export function createPeer(opts: PeerOptions): Peer {
   const prefix = opts.kind === "prosody" ? "PROSODY" : "EJABBERD";
   const env: NodeJS.ProcessEnv = {
     PATH: process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin",
+    // The scripts' peer-lab profile (s2s, in-band registration); the benchmarks use "bench".
+    PEER_PROFILE: "lab",
     PEERLAB_HOSTS: hosts,
     [`${prefix}_DOMAIN`]: opts.domain,
     [`${prefix}_IP`]: opts.ip,
