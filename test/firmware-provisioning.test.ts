@@ -5,9 +5,11 @@
  * owner answers the provisioning question, then it returns the right typed values and units; after
  * a restart the thing keeps its JID (no new account), its owner and the rule. A simulated relay:
  * control by a stranger goes through canControl; the owner allows one parameter, the other is
- * refused, and the readout shows the change.
+ * refused, and the readout shows the change. A thing with two nodes: the owner allows a stranger
+ * one node only; the stranger's readout and control of both reach that node alone.
  * References: XEP-0077 + XEP-0348 (account), XEP-0347 §3.6, §3.9 (register, claim), XEP-0324
- * §3.1–§3.5 (canRead, canControl, narrowing, clearCache), XEP-0323 §3.1, XEP-0325 §3.2;
+ * §3.1–§3.5 (canRead, canControl, narrowing, clearCache), XEP-0323 §3.1, XEP-0325 §3.2, §3.6
+ * (control of several nodes), XEP-0326 (a thing with nodes);
  * docs/protocol/provisioning-questions.md (the owner's answer form).
  */
 import assert from "node:assert/strict";
@@ -18,7 +20,12 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { sendControl } from "../extensions/control/index.ts";
 import { createApiKeyStore } from "../extensions/register/api-keys.ts";
-import { requestReadout, type SensorField } from "../extensions/sensor-data/index.ts";
+import {
+  type NodeRef,
+  requestCoversNode,
+  requestReadout,
+  type SensorField,
+} from "../extensions/sensor-data/index.ts";
 import { Thing } from "../firmware/thing/thing.ts";
 import { startTestBroker, type TestBroker } from "../server/testing/broker.ts";
 import {
@@ -129,7 +136,8 @@ describe("thing life cycle with provisioning, through hanse simulate", () => {
     broker = await startTestBroker();
     writeFileSync(caFile, broker.certificatePem);
     apiKey = await factoryApiKey(broker, 10);
-    for (const name of ["olga", "sven", "otto", "sina"]) await broker.addUser(name, `${name}-pw`);
+    for (const name of ["olga", "sven", "otto", "sina", "nora", "kurt"])
+      await broker.addUser(name, `${name}-pw`);
   });
   after(async () => {
     await Promise.all(sims.map((s) => s.stop()));
@@ -311,5 +319,140 @@ describe("thing life cycle with provisioning, through hanse simulate", () => {
     );
     assert.deepEqual(values.get("Output"), { type: "boolean", value: true });
     assert.deepEqual(values.get("OnDelay"), { type: "int", value: 0n });
+  });
+  test("a thing with two nodes: the owner allows a stranger one node; readout and control reach only it", async () => {
+    // A concentrator-style thing: two rooms, each with a temperature and a writable setpoint.
+    const rooms = [
+      { nodeId: "Room1", displayName: "Kitchen", nodeType: "Room", isControllable: true },
+      { nodeId: "Room2", displayName: "Hall", nodeType: "Room", isControllable: true },
+    ];
+    const setpoints = new Map(rooms.map((r) => [r.nodeId, 20]));
+    const thing = new Thing({
+      ...simulatedThingOptions(
+        broker,
+        "thermometer",
+        "TH-ROOMS-1",
+        join(dir, "rooms.json"),
+        apiKey.credentials,
+      ),
+      nodes: rooms,
+      sensors({ request }) {
+        const now = new Date();
+        return rooms
+          .filter((n) => request.nodes.length === 0 || request.nodes.some((r) => requestCoversNode(r, n)))
+          .flatMap((n): SensorField[] =>
+            [
+              ["Temperature", 21.5],
+              ["Setpoint", setpoints.get(n.nodeId)!],
+            ].map(([name, value]) => ({
+              node: { nodeId: n.nodeId },
+              timestamp: now,
+              name: name as string,
+              value: { type: "numeric", value: value as number, decimals: 1, unit: "°C" },
+              categories: ["momentary"],
+              qos: ["automaticReadout"],
+            })),
+          );
+      },
+      control: {
+        parameters: (node?: NodeRef) =>
+          node
+            ? [
+                {
+                  name: "Setpoint",
+                  type: "double",
+                  label: "Setpoint",
+                  value: String(setpoints.get(node.nodeId)),
+                },
+              ]
+            : [],
+        apply(parameters, node) {
+          for (const p of parameters)
+            if (node && p.name === "Setpoint") setpoints.set(node.nodeId, Number(p.value));
+        },
+      },
+    });
+    things.push(thing);
+    const registered = new Promise<string>((resolve) => thing.once("registered", resolve));
+    await thing.start();
+    const owner = await login("nora");
+    await claim(owner, await registered);
+    await until("claimed", () => thing.owner);
+    const stranger = await login("kurt");
+    const to = `${thing.jid}/fw`;
+    const port = portOf(stranger);
+    const bothRooms = [{ nodeId: "Room1" }, { nodeId: "Room2" }];
+    const questionAbout = async (kind: string) =>
+      questionOf(
+        await owner.nextStanza((s) => {
+          const q = questionOf(s);
+          return (
+            q !== undefined && fieldValues(q, "thing")[0] === thing.jid && fieldValues(q, "kind")[0] === kind
+          );
+        }, 15_000),
+      )!;
+    const questionsLeft = () =>
+      owner.inbox.filter((s) => {
+        const q = questionOf(s);
+        return q !== undefined && fieldValues(q, "thing")[0] === thing.jid;
+      }).length;
+
+    // Readout of both nodes: refused, and the owner is asked, with both nodes offered.
+    const readBoth = () =>
+      requestReadout(port, to, { categories: [], nodes: bothRooms, fieldNames: [], tokens: {} });
+    assert.equal(await conditionOf(readBoth()), "forbidden");
+    const readQuestion = await questionAbout("read");
+    assert.deepEqual(fieldValues(readQuestion, "caller"), ["kurt@localhost"]);
+    assert.deepEqual(fieldValues(readQuestion, "nodes").sort(), ["Room1", "Room2"]);
+    // XEP-0324 §3.1: the owner allows the kitchen only; canReadResponse narrows to it.
+    await answer(owner, readQuestion, "allow", { nodes: ["Room1"] });
+    const read = await until("readout allowed", () => readBoth().catch(() => undefined));
+    assert.deepEqual(
+      [...new Set(read.fields.map((f) => f.node?.nodeId))],
+      ["Room1"],
+      "only the kitchen's fields",
+    );
+    assert.deepEqual(read.fields.map((f) => f.name).sort(), ["Setpoint", "Temperature"]);
+
+    // Control of both nodes: refused, asked; the owner allows the kitchen only.
+    const setBoth = () =>
+      sendControl(port, to, {
+        nodes: bothRooms,
+        parameters: [{ name: "Setpoint", type: "double", value: "23.5" }],
+        tokens: {},
+      });
+    assert.equal(await conditionOf(setBoth()), "forbidden");
+    const controlQuestion = await questionAbout("control");
+    assert.deepEqual(fieldValues(controlQuestion, "nodes").sort(), ["Room1", "Room2"]);
+    assert.deepEqual(fieldValues(controlQuestion, "parameters"), ["Setpoint"]);
+    await answer(owner, controlQuestion, "allow", { nodes: ["Room1"] });
+    // XEP-0324 §3.4: only the kitchen is set, and setResponse names it.
+    const applied = await until("control allowed", () => setBoth().catch(() => undefined));
+    assert.deepEqual(
+      applied.nodes.map((n) => n.nodeId),
+      ["Room1"],
+    );
+    assert.deepEqual(applied.parameterNames, ["Setpoint"]);
+    assert.deepEqual(Object.fromEntries(setpoints), { Room1: 23.5, Room2: 20 });
+    // The owner reads both rooms and sees the same.
+    const seen = await requestReadout(portOf(owner), to, {
+      categories: [],
+      nodes: bothRooms,
+      fieldNames: ["Setpoint"],
+      tokens: {},
+    });
+    assert.deepEqual(
+      seen.fields.map((f) => [f.node?.nodeId, f.value.type === "numeric" ? f.value.value : undefined]),
+      [
+        ["Room1", 23.5],
+        ["Room2", 20],
+      ],
+    );
+
+    // The stranger's later readouts are decided by the rule: still narrowed, no new question.
+    const again = await readBoth();
+    assert.deepEqual([...new Set(again.fields.map((f) => f.node?.nodeId))], ["Room1"]);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(questionsLeft(), 0, "no new question");
   });
 });
