@@ -82,7 +82,14 @@ export function startSensorServer(deps: SensorServerDeps): { stop(): void; reado
     deps.send(m);
   };
 
-  async function run(from: string, request: ReadoutRequest, caller: string, job: { cancelled: boolean }) {
+  /** `request` is the narrowed one; `asked` what the caller asked for (nothing beyond it is sent). */
+  async function run(
+    from: string,
+    request: ReadoutRequest,
+    asked: ReadoutRequest,
+    caller: string,
+    job: { cancelled: boolean },
+  ) {
     const key = `${from}\u0000${request.seqnr}`;
     try {
       const data = await deps.source({ request, caller });
@@ -91,8 +98,9 @@ export function startSensorServer(deps: SensorServerDeps): { stop(): void; reado
         ? (data as readonly SensorField[])
         : (data as { fields: readonly SensorField[] }).fields;
       const failures = Array.isArray(data) ? [] : ((data as { failures?: ReadoutFailure[] }).failures ?? []);
-      // §5.3: the device filters too, and never sends what provisioning did not allow.
-      const fields = all.filter((f) => matchesRequest(f, request));
+      // §5.3: the device filters too, and never sends what provisioning did not allow, nor more
+      // than was asked for (a service's answer narrows a request; it never widens it).
+      const fields = all.filter((f) => matchesRequest(f, request) && matchesRequest(f, asked));
       const groups = new Map<string, SensorField[]>();
       for (const f of fields) {
         const k = f.node ? nodeKey(f.node) : "";
@@ -147,12 +155,12 @@ export function startSensorServer(deps: SensorServerDeps): { stop(): void; reado
       job.timer = setTimeout(() => {
         if (job.cancelled) return;
         message(from, encodeStarted(request.seqnr));
-        void run(from, narrowed, caller, job);
+        void run(from, narrowed, request, caller, job);
       }, delay);
       return encodeAccepted(request.seqnr, true);
     }
     // The result (accepted) goes out when this handler returns; the data after it.
-    setImmediate(() => void run(from, narrowed, caller, job));
+    setImmediate(() => void run(from, narrowed, request, caller, job));
     return encodeAccepted(request.seqnr, false);
   });
 
