@@ -122,6 +122,12 @@ export function startControlServer(deps: ControlServerDeps): {
       const allowed = allowedNodes(set.nodes, access.nodes, "control");
       narrowed ||= allowed.length < targets.length;
       targets = [...allowed];
+    } else if (access.nodes.length > 0) {
+      // The whole device was asked for but only some nodes are allowed: act on those alone,
+      // never on the whole device (XEP-0324 §3.4: the answer narrows the request).
+      checkNodes(access.nodes);
+      targets = [...access.nodes];
+      narrowed = true;
     }
     let parameters = requested;
     if (access.parameterNames.length > 0) {
