@@ -9,7 +9,7 @@
 import { LoadPool } from "./lib/load-pool.ts";
 import { CpuMeter, load, SelfCpuMeter } from "./lib/proc-stats.ts";
 import { log, ms, num, result, round, table } from "./lib/scenario.ts";
-import { type ServerUnderTest, selectedServers } from "./lib/servers.ts";
+import { measureEach, type ServerUnderTest } from "./lib/servers.ts";
 
 const CONCURRENCY = num("LOGIN_CONCURRENCY", 64);
 const SECONDS = num("LOGIN_SECONDS", 10);
@@ -56,23 +56,10 @@ async function measure(server: ServerUnderTest, pool: LoadPool): Promise<Record<
 }
 
 const pool = new LoadPool(2);
-const servers: Record<string, unknown> = {};
-const rows: unknown[][] = [];
-for (const server of selectedServers()) {
-  if (server.unavailable) {
-    log(`${server.name}: skipped: ${server.unavailable}`);
-    servers[server.name] = { unavailable: server.unavailable };
-    continue;
-  }
-  try {
-    const r = await measure(server, pool);
-    servers[server.name] = r;
-    rows.push([server.name, r.loginsPerS, r.p50ms, r.p99ms, r.serverCpu, r.cpuMsPerLogin, r.failed]);
-  } catch (err) {
-    log(`${server.name}: FAILED: ${(err as Error).message}`);
-    servers[server.name] = { error: (err as Error).message };
-  }
-}
+const { servers, rows } = await measureEach(
+  (server) => measure(server, pool),
+  (name, r) => [name, r.loginsPerS, r.p50ms, r.p99ms, r.serverCpu, r.cpuMsPerLogin, r.failed],
+);
 await pool.stop();
 log("");
 log(table(["server", "logins/s", "p50 ms", "p99 ms", "CPU %", "CPU ms/login", "failed"], rows));

@@ -12,7 +12,7 @@
 import { LoadPool } from "./lib/load-pool.ts";
 import { bestAndSustained, cpuUsPer, measureStep, rampToSaturation } from "./lib/rate-steps.ts";
 import { log, num, nums, result, sleep, table } from "./lib/scenario.ts";
-import { type ServerUnderTest, selectedServers } from "./lib/servers.ts";
+import { measureEach, type ServerUnderTest } from "./lib/servers.ts";
 
 const PAIRS = num("PAIRS", 100);
 const RATES = nums("RATES", [1_000, 2_000, 5_000, 10_000, 20_000, 30_000, 40_000, 60_000, 80_000, 120_000]);
@@ -119,21 +119,13 @@ async function measure(server: ServerUnderTest, pool: LoadPool): Promise<Record<
 }
 
 const pool = new LoadPool(2);
-const servers: Record<string, unknown> = {};
-const rows: unknown[][] = [];
-for (const server of selectedServers()) {
-  if (server.unavailable) {
-    log(`${server.name}: skipped: ${server.unavailable}`);
-    servers[server.name] = { unavailable: server.unavailable };
-    continue;
-  }
-  try {
-    const r = await measure(server, pool);
-    servers[server.name] = r;
+const { servers, rows } = await measureEach(
+  (server) => measure(server, pool),
+  (name, r) => {
     const sat = r.saturation as Step;
     const sus = r.sustained as Step | null;
-    rows.push([
-      server.name,
+    return [
+      name,
       sat.deliveredPerS,
       sat.p50ms,
       sat.p99ms,
@@ -142,12 +134,9 @@ for (const server of selectedServers()) {
       sus?.offered ?? "-",
       sus?.p50ms ?? "-",
       sus?.p99ms ?? "-",
-    ]);
-  } catch (err) {
-    log(`${server.name}: FAILED: ${(err as Error).message}`);
-    servers[server.name] = { error: (err as Error).message };
-  }
-}
+    ];
+  },
+);
 await pool.stop();
 log("");
 log(

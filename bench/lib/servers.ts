@@ -12,6 +12,7 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { processTree } from "./proc-stats.ts";
 import type { Endpoint } from "./protocol.ts";
+import { log } from "./scenario.ts";
 import { scramVerifiers } from "./scram-client.ts";
 
 const run = promisify(execFile);
@@ -438,6 +439,34 @@ class Ejabberd extends Peer {
 
 export function allServers(): ServerUnderTest[] {
   return [new Hanse(), new Prosody(), new Ejabberd()];
+}
+
+/**
+ * Measures every selected server in turn. A server that is not installed or fails is recorded
+ * (and logged) instead of ending the scenario, so the others are still measured.
+ */
+export async function measureEach<R>(
+  measure: (server: ServerUnderTest) => Promise<R>,
+  row: (name: string, r: R) => unknown[],
+): Promise<{ servers: Record<string, unknown>; rows: unknown[][] }> {
+  const servers: Record<string, unknown> = {};
+  const rows: unknown[][] = [];
+  for (const server of selectedServers()) {
+    if (server.unavailable) {
+      log(`${server.name}: skipped: ${server.unavailable}`);
+      servers[server.name] = { unavailable: server.unavailable };
+      continue;
+    }
+    try {
+      const r = await measure(server);
+      servers[server.name] = r;
+      rows.push(row(server.name, r));
+    } catch (err) {
+      log(`${server.name}: FAILED: ${(err as Error).message}`);
+      servers[server.name] = { error: (err as Error).message };
+    }
+  }
+  return { servers, rows };
 }
 
 /** Picks servers by name from a comma list (env BENCH_SERVERS), default all three. */
